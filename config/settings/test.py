@@ -1,0 +1,19 @@
+"""Settings for the test suite: a Redis broker for the live-worker tests, eager by default."""
+
+import os
+
+from .base import *  # noqa: F403
+from .base import INSTALLED_APPS, env
+
+# Importers the tests dispatch; discovered at app loading like any installed app's.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.example_app"]
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Tests run eagerly unless a test starts a real worker (see tests/conftest.py), which
+# consumes a queue of its own so that two test runs on one Redis never share messages.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/14")
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default="redis://127.0.0.1:6379/15")
+CELERY_TASK_IGNORE_RESULT = False
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default=f"test-{os.getpid()}")

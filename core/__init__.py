@@ -1,0 +1,1 @@
+"""Importer classes whose methods run as Celery tasks."""

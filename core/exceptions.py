@@ -1,0 +1,24 @@
+"""The exceptions of the importer framework."""
+
+
+class ImporterError(Exception):
+    """Base class of every error the importer framework raises."""
+
+
+class NotRegistered(ImporterError, KeyError):
+    """No importer is registered under the requested key."""
+
+    def __str__(self) -> str:
+        # KeyError's str() is the repr of its argument; a sentence reads better.
+        return str(self.args[0]) if self.args else super().__str__()
+
+
+class AlreadyRegistered(ImporterError):
+    """A different importer class is already registered under the same key."""
+
+
+class InvalidTaskCall(ImporterError):
+    """A method-caller message that must not run: unknown importer, undeclared method, bad arguments.
+
+    It is never retried: sending the same message again cannot make it valid.
+    """

@@ -1,0 +1,1 @@
+"""Importers shipped with the project: Wikidata."""

@@ -1,0 +1,1 @@
+"""An installed app for the tests: its importers are discovered like any app's."""

@@ -1,0 +1,92 @@
+"""Importers the tests dispatch, in the process and on a real worker.
+
+The hierarchy is the original design's: each level defines ``do_something`` as a task
+method, and ``Concrete`` adds levels that inherit or override without the decorator.
+Each method reports which class's code ran on which instance, so a test can tell.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from core.importer import BaseImporter, as_task
+
+
+def report(importer: BaseImporter, code: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"instance": type(importer).__name__, "code": code, "args": list(args), "kwargs": kwargs}
+
+
+class BaseExample(BaseImporter):
+    @as_task
+    def do_something(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return report(self, "BaseExample", *args, **kwargs)
+
+
+class ManInTheMiddle(BaseExample):
+    @as_task
+    def do_something(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return report(self, "ManInTheMiddle", *args, **kwargs)
+
+
+class ConcreteImporter(ManInTheMiddle):
+    @as_task
+    def do_something(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return report(self, "ConcreteImporter", *args, **kwargs)
+
+
+class InheritingImporter(ConcreteImporter):
+    """Does not override ``do_something``: dispatches as itself, runs the inherited code."""
+
+
+class UndecoratedOverride(ConcreteImporter):
+    def do_something(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return report(self, "UndecoratedOverride", *args, **kwargs)
+
+
+class Recorder(BaseImporter):
+    """Task methods with fixed signatures and side effects a test can look for.
+
+    Every call is appended to ``Recorder.calls`` and, where ``RECORDER_LOG`` names a file
+    (as it does for the test worker), to that file, one line each.
+    """
+
+    calls: list[tuple[str, Any]] = []
+
+    def __init__(self) -> None:
+        record("__init__", None)
+
+    @as_task
+    def echo(self, value: Any, *, kind: str = "any") -> dict[str, Any]:
+        record("echo", value)
+        return {"type": type(value).__name__, "value": repr(value), "kind": kind}
+
+    @as_task
+    def add(self, left: int, right: int) -> int:
+        return left + right
+
+    @as_task
+    def fail(self, message: str) -> None:
+        raise RuntimeError(message)
+
+    def undeclared(self) -> None:
+        record("undeclared", None)
+
+    def _private(self) -> None:
+        record("_private", None)
+
+
+class AbstractExample(BaseImporter):
+    abstract = True
+
+    @as_task
+    def do_something(self) -> str:
+        return "abstract code ran"
+
+
+def record(event: str, value: Any) -> None:
+    Recorder.calls.append((event, value))
+    log = os.environ.get("RECORDER_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as file:
+            file.write(f"{event} {value!r}\n")
