@@ -13,7 +13,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ("pack", "unpack")
+from kombu import serialization
+
+__all__ = ("json_round_trip", "pack", "unpack")
 
 JSONValue = Any  # what json.loads can return
 
@@ -41,6 +43,12 @@ def unpack(args: list[JSONValue], kwargs: dict[str, JSONValue]) -> tuple[list[An
         TypeError: the JSON holds a tagged value that cannot be rebuilt (a forged message).
     """
     return [_unpack(value) for value in args], {name: _unpack(value) for name, value in kwargs.items()}
+
+
+def json_round_trip(message: Any) -> Any:
+    """Return ``message`` as a worker receives it: through kombu's JSON serializer and back."""
+    content_type, encoding, data = serialization.dumps(message, serializer="json")
+    return serialization.loads(data, content_type, encoding, accept=[content_type])
 
 
 def _pack(value: Any, path: str) -> JSONValue:

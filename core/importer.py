@@ -14,12 +14,12 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar
 
-from .arguments import pack
+from .arguments import json_round_trip, pack
 from .registry import registry
 
 if TYPE_CHECKING:
     from celery.canvas import Signature
-    from celery.result import AsyncResult
+    from celery.result import AsyncResult, EagerResult
 
 __all__ = ("BaseImporter", "ImporterMeta", "TaskSender", "as_task")
 
@@ -155,6 +155,19 @@ class TaskSender(Generic[P]):
         message = self._message(tuple(args or ()), kwargs or {}, partial=False)
         options.setdefault("shadow", self.label)
         return call_importer_method.apply_async(message, **options)
+
+    def apply(
+        self, args: tuple[Any, ...] | list[Any] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> EagerResult:
+        """Run the call in this process, even with a broker configured; return its ``EagerResult``.
+
+        The message takes the same path as on a worker: JSON round trip, registry lookup,
+        allow-list. A failure is kept in the result, not raised.
+        """
+        from .tasks import call_importer_method
+
+        message = self._message(tuple(args or ()), kwargs or {}, partial=False)
+        return call_importer_method.apply(json_round_trip(message), shadow=self.label)
 
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
         """Return a Celery signature of the call for ``chain``, ``group`` and ``chord``.

@@ -84,10 +84,13 @@ LOGGING = {
 # ------------------------------------------------------------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url
 # Heroku's Redis add-on sets REDIS_URL; CELERY_BROKER_URL wins when both are set.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=env("REDIS_URL", default=""))
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or env("REDIS_URL", default="")
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-always-eager
 # No broker means no workers: tasks run in the calling process (after the same JSON round trip).
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+if CELERY_TASK_ALWAYS_EAGER:
+    # Eager calls still build a producer; the in-memory transport keeps it off the network.
+    CELERY_BROKER_URL = "memory://"
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-backend
 # Importers record their outcomes in the database; a result backend is optional.
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
