@@ -12,7 +12,7 @@ import abc
 import functools
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
 
 from .arguments import json_round_trip, pack
 from .registry import registry
@@ -27,7 +27,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def as_task(func: Callable[..., R]) -> ImporterMethod[..., R]:
+def as_task(func: Callable[Concatenate[Any, P], R]) -> ImporterMethod[P, R]:
     """Declare an importer method a task method: callable as usual, or sent with ``.as_task``."""
     if not inspect.isfunction(func):
         raise TypeError(f"@as_task decorates a plain method, not {func!r}")
@@ -74,11 +74,11 @@ class ImporterMeta(abc.ABCMeta):
 class ImporterMethod(Generic[P, R]):
     """A method of an importer class; ``is_task`` says whether it may run as a task."""
 
-    def __init__(self, func: Callable[..., R], *, is_task: bool) -> None:
+    def __init__(self, func: Callable[Concatenate[Any, P], R], *, is_task: bool) -> None:
         self.func = func
         self.is_task = is_task
         self.signature = inspect.signature(func)
-        functools.update_wrapper(self, func)
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
 
     def __get__(self, instance: object | None, owner: type | None = None) -> BoundImporterMethod[P, R]:
         importer = type(instance) if instance is not None else owner
@@ -89,6 +89,9 @@ class ImporterMethod(Generic[P, R]):
 class BoundImporterMethod(Generic[P, R]):
     """What ``obj.method`` (or ``Class.method``) gives: callable as usual, plus ``.as_task``."""
 
+    __name__: str
+    __qualname__: str
+
     def __init__(self, method: ImporterMethod[P, R], importer: type, instance: object | None) -> None:
         self._method = method
         self._importer = importer
@@ -97,7 +100,8 @@ class BoundImporterMethod(Generic[P, R]):
         # inspect.signature() and help() follow __wrapped__ to the real (bound) function.
         self.__wrapped__ = method.func if instance is None else method.func.__get__(instance, importer)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, *args: Any, **kwargs: Any) -> R:
+        # Called on the class, the instance comes first, as with a plain function.
         if self._instance is None:
             return self._method.func(*args, **kwargs)
         return self._method.func(self._instance, *args, **kwargs)
@@ -135,11 +139,11 @@ class TaskSender(Generic[P]):
         """``"<importer key>.<method>"``: how the call shows in worker logs and monitoring."""
         return f"{self.importer_name}.{self.method_name}"
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[Any]:
         """Send the call; return its ``AsyncResult``."""
         return self.apply_async(args, kwargs)
 
-    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[Any]:
         """The same as calling the sender, named as Celery names it."""
         return self.apply_async(args, kwargs)
 
@@ -148,7 +152,7 @@ class TaskSender(Generic[P]):
         args: tuple[Any, ...] | list[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AsyncResult[Any]:
         """Send the call with Celery's options (``countdown``, ``queue``, ...); return its ``AsyncResult``."""
         from .tasks import call_importer_method
 
@@ -158,7 +162,7 @@ class TaskSender(Generic[P]):
 
     def apply(
         self, args: tuple[Any, ...] | list[Any] | None = None, kwargs: dict[str, Any] | None = None
-    ) -> EagerResult:
+    ) -> EagerResult[Any]:
         """Run the call in this process, even with a broker configured; return its ``EagerResult``.
 
         The message takes the same path as on a worker: JSON round trip, registry lookup,
@@ -167,16 +171,16 @@ class TaskSender(Generic[P]):
         from .tasks import call_importer_method
 
         message = self._message(tuple(args or ()), kwargs or {}, partial=False)
-        return call_importer_method.apply(json_round_trip(message), shadow=self.label)
+        return call_importer_method.apply(json_round_trip(message), shadow=self.label)  # type: ignore[call-arg]
 
-    def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
+    def s(self, *args: Any, **kwargs: Any) -> Signature[Any]:
         """Return a Celery signature of the call for ``chain``, ``group`` and ``chord``.
 
         In a chain, the previous task's result is passed as the first argument.
         """
         return self._signature(self._message(args, kwargs, partial=True), immutable=False)
 
-    def si(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
+    def si(self, *args: P.args, **kwargs: P.kwargs) -> Signature[Any]:
         """Return an immutable signature: in a chain, the previous result is not passed."""
         return self._signature(self._message(args, kwargs, partial=False), immutable=True)
 
@@ -192,7 +196,7 @@ class TaskSender(Generic[P]):
             raise TypeError(f"{self.label}(): {error}") from None
         return (self.importer_name, self.method_name, packed_args, packed_kwargs)
 
-    def _signature(self, message: tuple[Any, ...], *, immutable: bool) -> Signature:
+    def _signature(self, message: tuple[Any, ...], *, immutable: bool) -> Signature[Any]:
         from .tasks import call_importer_method
 
         return call_importer_method.signature(message, immutable=immutable, shadow=self.label)

@@ -61,7 +61,7 @@ class ImporterRegistry(Mapping[str, "type[BaseImporter]"]):
         Raises:
             NotRegistered: no such key.
         """
-        self[key]  # noqa: B018 - raises NotRegistered with a suggestion
+        self[key]
         del self._importers[key]
 
     def _unknown_key_message(self, key: object) -> str:

@@ -19,7 +19,7 @@ logger = get_task_logger(__name__)
 
 
 @shared_task(bind=True, name="core.call_importer_method", throws=(InvalidTaskCall,))
-def call_importer_method(self: Task, *message: Any) -> Any:
+def call_importer_method(self: Task[Any, Any], *message: Any) -> Any:
     """Run ``importer_name.method_name(*args, **kwargs)`` on a new instance of the importer.
 
     The message is ``(importer_name, method_name, args, kwargs)``: a str, a str, a JSON

@@ -32,6 +32,7 @@ class LiveWorker:
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND,
             "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+            "CELERY_TASK_ALWAYS_EAGER": "false",
             "RECORDER_LOG": str(self.recorder_log),
             **env,
         }
@@ -85,8 +86,8 @@ def live_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveWorker
 @pytest.fixture
 def live(live_worker: LiveWorker) -> Iterator[LiveWorker]:
     """Send tasks to the live worker in this test, rather than running them eagerly."""
-    app.conf.task_always_eager = False
+    app.conf.CELERY_TASK_ALWAYS_EAGER = False  # the key under the CELERY namespace
     try:
         yield live_worker
     finally:
-        app.conf.task_always_eager = True
+        app.conf.CELERY_TASK_ALWAYS_EAGER = True

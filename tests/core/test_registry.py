@@ -52,7 +52,10 @@ def test_unknown_key_raises_not_registered_with_a_suggestion() -> None:
         registry["ConcreteImporterr"]
     assert isinstance(caught.value, KeyError)
     assert isinstance(caught.value, ImporterError)
-    assert str(caught.value) == "No importer registered under 'ConcreteImporterr'. Did you mean 'ConcreteImporter'?"
+    assert (
+        str(caught.value)
+        == "No importer registered under 'ConcreteImporterr'. Did you mean 'ConcreteImporter'?"
+    )
     assert registry.get("Nope") is None
 
 
@@ -66,12 +69,14 @@ def test_registry_is_read_only() -> None:
 def test_a_different_class_under_a_taken_key_is_refused_at_creation() -> None:
     with pytest.raises(AlreadyRegistered) as caught:
 
-        class Recorder(BaseImporter):  # noqa: F811 - the clash is the point
+        class Recorder(BaseImporter):
             pass
 
     message = str(caught.value)
     assert "tests.example_app.importers.Recorder" in message
-    assert "tests.core.test_registry.test_a_different_class_under_a_taken_key_is_refused_at_creation" in message
+    assert (
+        "tests.core.test_registry.test_a_different_class_under_a_taken_key_is_refused_at_creation" in message
+    )
     from tests.example_app import importers
 
     assert registry["Recorder"] is importers.Recorder  # the original stays
@@ -101,7 +106,8 @@ def test_abstract_importers_are_registered_and_marked(cleanup: list[str]) -> Non
 
     cleanup += ["WithAbstractMethod", "Implementation"]
     assert registry["WithAbstractMethod"].abstract
-    assert registry["AbstractExample"] is AbstractExample and AbstractExample.abstract
+    assert registry["AbstractExample"] is AbstractExample
+    assert AbstractExample.abstract
     assert registry["BaseImporter"].abstract
     # Abstractness is not inherited: a subclass that sets nothing is concrete.
     assert not Implementation.abstract

@@ -63,4 +63,5 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         )
     console = Console(file=io.StringIO(), width=200, color_system=None)
     console.print(table)
-    return console.file.getvalue()  # type: ignore[attr-defined]
+    output: str = console.file.getvalue()  # type: ignore[attr-defined]
+    return output

@@ -1,0 +1,1 @@
+"""An app whose importers module is broken, to show that discovery fails loudly."""

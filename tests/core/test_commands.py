@@ -1,0 +1,86 @@
+"""``list_importers`` and ``run_importer``: output for people, errors as CommandError."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from tests.example_app.importers import Recorder
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_list_importers_prints_a_table_of_every_importer() -> None:
+    output = run("list_importers")
+    lines = output.splitlines()
+    assert lines[0].split() == ["key", "class", "app", "abstract", "task", "methods"]
+    recorder = next(line for line in lines if line.startswith("Recorder "))
+    assert recorder.split()[:4] == ["Recorder", "tests.example_app.importers.Recorder", "example_app", "no"]
+    assert "add(left: 'int', right: 'int') -> 'int'" in recorder
+    assert "echo(value: 'Any', *, kind: 'str' = 'any')" in output
+    abstract = next(line for line in lines if line.startswith("AbstractExample "))
+    assert abstract.split()[3] == "yes"
+
+
+def test_list_importers_json_has_the_same_facts() -> None:
+    rows = {row["key"]: row for row in json.loads(run("list_importers", "--json"))}
+    assert rows["Recorder"] == {
+        "key": "Recorder",
+        "class": "tests.example_app.importers.Recorder",
+        "app": "example_app",
+        "abstract": False,
+        "task_methods": {
+            "add": "add(left: 'int', right: 'int') -> 'int'",
+            "echo": "echo(value: 'Any', *, kind: 'str' = 'any') -> 'dict[str, Any]'",
+            "fail": "fail(message: 'str') -> 'None'",
+        },
+    }
+    assert rows["BaseImporter"]["abstract"] is True
+    assert rows["BaseImporter"]["app"] == "core"
+
+
+@pytest.mark.parametrize("sync", [[], ["--sync"]])
+def test_run_importer_runs_a_task_method_with_json_arguments(sync: list[str]) -> None:
+    assert "Recorder.add returned: 5" in run("run_importer", "Recorder", "add", "2", "3", *sync)
+    output = run(
+        "run_importer", "Recorder", "echo", "--kwarg", 'value={"a": [1]}', "--kwarg", "kind=raw", *sync
+    )
+    assert "'type': 'dict'" in output
+    assert "'kind': 'raw'" in output
+    assert "'type': 'str'" in run("run_importer", "Recorder", "echo", "not json", *sync)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["Recordr", "add"], "No importer registered under 'Recordr'. Did you mean 'Recorder'?"),
+        (
+            ["Recorder", "undeclared"],
+            "Recorder.undeclared is not a task method (task methods: add, echo, fail)",
+        ),
+        (["Recorder", "nothing"], "Recorder.nothing is not a task method"),
+        (["Recorder", "add", "1"], "Recorder.add(): missing a required argument: 'right'"),
+        (["Recorder", "echo", "--kwarg", "novalue"], "expected NAME=VALUE"),
+        (["Recorder", "fail", "boom", "--sync"], "Recorder.fail failed: RuntimeError('boom')"),
+        (["AbstractExample", "do_something"], "abstract importer"),
+    ],
+)
+def test_run_importer_turns_mistakes_into_command_errors(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        run("run_importer", *args)
+    assert message in str(caught.value)
+
+
+def test_run_importer_sends_to_the_broker_when_workers_run(live: Any) -> None:
+    output = run("run_importer", "Recorder", "add", "40", "2")
+    assert output.startswith("Sent Recorder.add as task ")
+    Recorder.calls.clear()

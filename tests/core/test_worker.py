@@ -1,0 +1,121 @@
+"""The async path for real: as_task -> Redis -> a ``celery worker`` process -> the right method."""
+
+from __future__ import annotations
+
+import ast
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import chain, chord, group
+from celery.signals import before_task_publish
+
+from config.celery_app import app
+from tests.conftest import LiveWorker
+from tests.core.test_arguments import same
+from tests.example_app.importers import (
+    BaseExample,
+    ConcreteImporter,
+    InheritingImporter,
+    ManInTheMiddle,
+    Recorder,
+    UndecoratedOverride,
+)
+
+TIMEOUT = 15
+
+
+@pytest.mark.parametrize(
+    ("importer", "code"),
+    [
+        (BaseExample, "BaseExample"),
+        (ManInTheMiddle, "ManInTheMiddle"),
+        (ConcreteImporter, "ConcreteImporter"),
+        (InheritingImporter, "ConcreteImporter"),
+        (UndecoratedOverride, "UndecoratedOverride"),
+    ],
+)
+def test_the_worker_runs_the_runtime_classs_method_on_an_instance_of_it(
+    live: LiveWorker, importer: type, code: str
+) -> None:
+    result = importer().do_something.as_task("Q1022", depth=3)
+    assert result.get(timeout=TIMEOUT) == {
+        "instance": importer.__name__,
+        "code": code,
+        "args": ["Q1022"],
+        "kwargs": {"depth": 3},
+    }
+
+
+def test_sets_and_tuples_survive_the_broker(live: LiveWorker) -> None:
+    value = {"ids": ("Q1", "Q2"), "seen": {"Q3", ("P31", 5)}, "nested": [{"t": ()}]}
+    result = Recorder().echo.as_task(value, kind="wire").get(timeout=TIMEOUT)
+    assert result["type"] == "dict"
+    assert same(ast.literal_eval(result["value"]), value)
+
+
+@pytest.fixture
+def published() -> Iterator[list[dict[str, Any]]]:
+    sent: list[dict[str, Any]] = []
+
+    def collect(**kwargs: Any) -> None:
+        sent.append(kwargs)
+
+    before_task_publish.connect(collect, weak=False)
+    yield sent
+    before_task_publish.disconnect(collect)  # type: ignore[attr-defined]
+
+
+def test_the_message_carries_only_key_method_and_json_arguments(
+    live: LiveWorker, published: list[dict[str, Any]]
+) -> None:
+    result = Recorder().echo.as_task.apply_async(args=[{"Q1"}], kwargs={"kind": "set"})
+    assert result.get(timeout=TIMEOUT)["value"] == "{'Q1'}"
+    (message,) = published
+    args, kwargs, _embed = message["body"]
+    assert message["headers"]["task"] == "core.call_importer_method"
+    assert message["headers"]["shadow"] == "Recorder.echo"
+    assert args == ("Recorder", "echo", [{"__set__": ["Q1"]}], {"kind": "set"})
+    assert kwargs == {}
+
+
+def test_celery_options_pass_through(live: LiveWorker) -> None:
+    started = time.monotonic()
+    result = Recorder().add.as_task.apply_async(args=[20, 22], countdown=1, task_id="answer-" + str(started))
+    assert result.id == "answer-" + str(started)
+    assert result.get(timeout=TIMEOUT) == 42
+    assert time.monotonic() - started >= 1
+
+
+def test_signatures_compose_on_the_worker(live: LiveWorker) -> None:
+    recorder = Recorder()
+    assert chain(recorder.add.as_task.s(1, 2), recorder.add.as_task.s(10))().get(timeout=TIMEOUT) == 13
+    assert group(recorder.add.as_task.si(i, 1) for i in range(4))().get(timeout=TIMEOUT) == [1, 2, 3, 4]
+    body = recorder.echo.as_task.s(kind="chord")
+    result = chord([recorder.add.as_task.si(1, 1), recorder.add.as_task.si(2, 2)])(body)
+    assert result.get(timeout=TIMEOUT) == {"type": "list", "value": "[2, 4]", "kind": "chord"}
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (["NoSuchImporter", "echo", [1], {}], "No importer registered under 'NoSuchImporter'"),
+        (["Recorder", "__init__", [], {}], "Recorder.__init__ is not a declared task method"),
+        (["Recorder", "undeclared", [], {}], "Recorder.undeclared is not a declared task method"),
+        (["Recorder", "_private", [], {}], "Recorder._private is not a declared task method"),
+        (["Recorder", "add", "not a list", {}], "args must be a JSON list"),
+    ],
+)
+def test_forged_messages_are_refused_without_side_effects_and_the_worker_goes_on(
+    live: LiveWorker, message: list[Any], reason: str
+) -> None:
+    before = live.recorded()
+    forged = app.send_task("core.call_importer_method", args=message)
+    with pytest.raises(Exception, match=r"not a declared|No importer|must be"):
+        forged.get(timeout=TIMEOUT)
+    assert forged.state == "FAILURE"
+    assert reason in str(forged.result)
+    assert live.recorded() == before  # no instance made, no method called
+    assert Recorder().add.as_task(2, 3).get(timeout=TIMEOUT) == 5  # still working
+    assert reason in live.log.read_text()  # and the refusal is in the worker's log
