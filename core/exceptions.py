@@ -22,3 +22,10 @@ class InvalidTaskCall(ImporterError):
 
     It is never retried: sending the same message again cannot make it valid.
     """
+
+
+class TaskFailed(ImporterError):
+    """A task method's expected failure, which the importer has already recorded.
+
+    The task fails and the failure is logged in one line, without a traceback.
+    """

@@ -9,7 +9,7 @@ from celery import Task, shared_task
 from celery.utils.log import get_task_logger
 
 from .arguments import unpack
-from .exceptions import InvalidTaskCall, NotRegistered
+from .exceptions import InvalidTaskCall, NotRegistered, TaskFailed
 from .importer import ImporterMethod
 from .registry import registry
 
@@ -18,7 +18,7 @@ __all__ = ("call_importer_method",)
 logger = get_task_logger(__name__)
 
 
-@shared_task(bind=True, name="core.call_importer_method", throws=(InvalidTaskCall,))
+@shared_task(bind=True, name="core.call_importer_method", throws=(InvalidTaskCall, TaskFailed))
 def call_importer_method(self: Task[Any, Any], *message: Any) -> Any:
     """Run ``importer_name.method_name(*args, **kwargs)`` on a new instance of the importer.
 

@@ -114,3 +114,24 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-hijack-root-logger
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Wikidata importer
+# ------------------------------------------------------------------------------
+# Where entities are fetched: {base}/wiki/Special:EntityData/{ID}.json
+WIKIDATA_BASE_URL = env("WIKIDATA_BASE_URL", default="https://www.wikidata.org/")
+# Wikimedia's User-Agent policy asks for a descriptive agent with contact details:
+# https://foundation.wikimedia.org/wiki/Policy:Wikimedia_Foundation_User-Agent_Policy
+WIKIDATA_USER_AGENT = env(
+    "WIKIDATA_USER_AGENT",
+    default="wikidata-importers/0.1.0 (set WIKIDATA_USER_AGENT to name your deployment and a contact)",
+)
+# Seconds to wait for a connection or a read; the wikidata package sets no timeout itself.
+WIKIDATA_TIMEOUT = env.float("WIKIDATA_TIMEOUT", default=30.0)
+# The language of the stored label and description (with fallbacks where it is missing).
+WIKIDATA_LANGUAGE = env("WIKIDATA_LANGUAGE", default="en")
+# Retries of a 429, a 5xx, a connection error or a timeout, with exponential backoff and jitter.
+WIKIDATA_MAX_RETRIES = env.int("WIKIDATA_MAX_RETRIES", default=5)
+WIKIDATA_BACKOFF_FACTOR = env.float("WIKIDATA_BACKOFF_FACTOR", default=1.0)
+WIKIDATA_BACKOFF_MAX = env.float("WIKIDATA_BACKOFF_MAX", default=60.0)
+# A Retry-After header is obeyed, but never for longer than this many seconds.
+WIKIDATA_RETRY_AFTER_MAX = env.float("WIKIDATA_RETRY_AFTER_MAX", default=120.0)

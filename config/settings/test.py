@@ -18,3 +18,9 @@ CELERY_TASK_IGNORE_RESULT = False
 # The test worker process sets this to False, or it would run the next task of a chain itself.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default=f"test-{os.getpid()}")
+
+# Retries without the production waits, so that fault tests run in a blink.
+WIKIDATA_MAX_RETRIES = 3
+WIKIDATA_BACKOFF_FACTOR = 0.01
+WIKIDATA_BACKOFF_MAX = 0.05
+WIKIDATA_TIMEOUT = 2.0

@@ -1,0 +1,165 @@
+"""Fetching entity documents from Wikidata with the ``wikidata`` package, robustly.
+
+The package's ``Client`` does the request and understands Wikidata's answers (a redirect
+answers with the target's document; a 400 "Invalid ID" means no such id). Underneath, it
+gets an opener of its own that sends requests through urllib3: pooled connections, a
+timeout, and retries with backoff and jitter that obey ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import email.message
+import functools
+import io
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from django.conf import settings
+from wikidata.client import Client
+from wikidata.entity import EntityId, EntityState
+
+__all__ = ("EntityInvalid", "EntityMissing", "FetchError", "FetchFailed", "Fetched", "fetch_entity")
+
+USER_AGENT_HELP = (
+    "Wikidata refused the request (HTTP 403), most likely for its User-Agent policy: set "
+    "WIKIDATA_USER_AGENT to a descriptive agent with contact details, e.g. "
+    "'my-importer/1.0 (https://example.org; ops@example.org)'"
+)
+
+
+class FetchError(Exception):
+    """Fetching an entity did not give its document."""
+
+    def __init__(self, message: str, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class EntityMissing(FetchError):
+    """Wikidata has no such entity: it never existed, or it was deleted (HTTP 404)."""
+
+
+class EntityInvalid(FetchError):
+    """Wikidata says the id is not valid (HTTP 400, "Invalid ID")."""
+
+
+class FetchFailed(FetchError):
+    """The request failed for good: retries exhausted, refused, or an unusable response."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An entity document, and the id it is stored under (the target's, for a redirect)."""
+
+    entity_id: str
+    document: Mapping[str, Any]
+    attempts: int
+
+
+def fetch_entity(entity_id: str) -> Fetched:
+    """Fetch one entity document from ``settings.WIKIDATA_BASE_URL``.
+
+    Raises:
+        EntityMissing: HTTP 404.
+        EntityInvalid: HTTP 400 "Invalid ID".
+        FetchFailed: anything else that gave no document, after retries where they help.
+    """
+    opener = PooledOpener()
+    client = Client(settings.WIKIDATA_BASE_URL, opener=opener, user_agent=settings.WIKIDATA_USER_AGENT)
+    try:
+        entity = client.get(EntityId(entity_id), load=True)
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            raise EntityMissing(f"{entity_id}: no such entity (HTTP 404)", opener.attempts) from None
+        if error.code == 403:
+            raise FetchFailed(USER_AGENT_HELP, opener.attempts) from None
+        raise FetchFailed(
+            f"{entity_id}: HTTP {error.code} {error.reason} after {opener.attempts} attempts", opener.attempts
+        ) from None
+    except ValueError as error:  # json.JSONDecodeError, or a body that is not UTF-8
+        raise FetchFailed(f"{entity_id}: the response is not JSON ({error})", opener.attempts) from None
+    except (KeyError, TypeError, AssertionError, StopIteration) as error:
+        raise FetchFailed(
+            f"{entity_id}: the response has an unexpected shape ({type(error).__name__}: {error})",
+            opener.attempts,
+        ) from None
+    if entity.state is EntityState.non_existent:
+        raise EntityInvalid(f"{entity_id}: Wikidata says this is not a valid id (HTTP 400)", opener.attempts)
+    document = entity.data
+    if not (
+        isinstance(document, dict)
+        and document.get("id") == entity.id
+        and isinstance(document.get("type"), str)
+    ):
+        raise FetchFailed(
+            f"{entity_id}: the response has an unexpected shape (no entity document for {entity.id})",
+            opener.attempts,
+        )
+    return Fetched(str(entity.id), document, opener.attempts)
+
+
+class PooledOpener(urllib.request.OpenerDirector):
+    """An opener for ``wikidata.client.Client`` that sends its requests through urllib3.
+
+    The client sets the User-Agent in ``addheaders`` before each request; giving it an opener
+    of its own keeps it from changing the headers of urllib's global opener.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    def open(self, fullurl: str | urllib.request.Request, data: Any = None, timeout: Any = None) -> Any:
+        url = fullurl if isinstance(fullurl, str) else fullurl.full_url
+        retry = _retry_policy()
+        try:
+            response = _pool().request(
+                "GET",
+                url,
+                headers=dict(self.addheaders),
+                retries=retry,
+                timeout=urllib3.Timeout(settings.WIKIDATA_TIMEOUT),
+            )
+        except urllib3.exceptions.MaxRetryError as error:
+            self.attempts = retry.total + 1 if isinstance(retry.total, int) else 1
+            raise FetchFailed(
+                f"{url}: gave up after {self.attempts} attempts: {error.reason}", self.attempts
+            ) from None
+        except urllib3.exceptions.HTTPError as error:  # a failure that is not retried
+            self.attempts = 1
+            raise FetchFailed(f"{url}: {error}", self.attempts) from None
+        history = response.retries.history if response.retries else ()
+        self.attempts = len(history) + 1
+        if response.status >= 400:
+            headers = email.message.Message()
+            for name, value in response.headers.items():
+                headers[name] = value
+            raise urllib.error.HTTPError(
+                url, response.status, response.reason or "", headers, io.BytesIO(response.data)
+            )
+        return io.BytesIO(response.data)
+
+
+def _retry_policy() -> urllib3.Retry:
+    # 429 and 503 come with Retry-After, which urllib3 obeys (capped); the others back off.
+    return urllib3.Retry(
+        total=settings.WIKIDATA_MAX_RETRIES,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=("GET",),
+        backoff_factor=settings.WIKIDATA_BACKOFF_FACTOR,
+        backoff_jitter=settings.WIKIDATA_BACKOFF_FACTOR,
+        backoff_max=settings.WIKIDATA_BACKOFF_MAX,
+        retry_after_max=settings.WIKIDATA_RETRY_AFTER_MAX,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+@functools.cache
+def _pool() -> urllib3.PoolManager:
+    # One pool a process, made on first use: after a worker forks, not before.
+    return urllib3.PoolManager(maxsize=8)

@@ -1,0 +1,152 @@
+"""``import_wikidata``: import Wikidata entities by id, one Celery task per id."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, cast
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from config.celery_app import app
+from core.registry import registry
+from importers.entity_ids import InvalidEntityId, SourcedId, normalize, read_ids
+from importers.importers import WikidataImporter
+from importers.models import ImportOutcome, ImportRun
+
+# Listing every failed id is useful up to a point; past it, the admin has the rest.
+MAX_LISTED = 50
+
+
+class Command(BaseCommand):
+    help = "Import Wikidata entities by id (e.g. Q1022), one Celery task per id."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("ids", nargs="*", metavar="ID", help="Entity ids: Q1022, P31, L7, ...")
+        parser.add_argument(
+            "--file", metavar="PATH", help="Read ids from a file, one a line ('-' for stdin)."
+        )
+        parser.add_argument(
+            "--skip-invalid", action="store_true", help="Import the valid ids even when some are invalid."
+        )
+        parser.add_argument(
+            "--wait", action="store_true", help="With a broker: show progress until every id has an outcome."
+        )
+        parser.add_argument("--sync", action="store_true", help="Run in this process even with a broker.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        with ExitStack() as stack:
+            source = self.open_source(options["ids"], options["file"], stack)
+            valid = self.check_ids(source, options["skip_invalid"])
+            in_process = options["sync"] or app.conf.task_always_eager
+            run = ImportRun.objects.create()
+            importer = cast(WikidataImporter, registry["WikidataImporter"]())
+            sent = importer.import_bulk(self.valid_ids(source), run_id=run.pk, in_process=in_process)
+            ImportRun.objects.filter(pk=run.pk).update(requested=sent)
+        if in_process:
+            self.print_outcomes(run)
+        else:
+            self.stdout.write(f"Enqueued {sent} import tasks (run {run.pk}).")
+            if not options["wait"]:
+                return
+            self.wait_for(run, sent)
+        self.summarize(run, valid)
+
+    def open_source(self, ids: list[str], path: str | None, stack: ExitStack) -> list[SourcedId] | Path:
+        """Return the ids given as arguments, or the path of a file to stream them from."""
+        if ids and path:
+            raise CommandError("Give ids as arguments or with --file, not both.")
+        if not path:
+            if not ids:
+                raise CommandError("Give at least one id, e.g. `import_wikidata Q1022`, or --file PATH.")
+            return [SourcedId(raw, f"argument {number}") for number, raw in enumerate(ids, start=1)]
+        if path == "-":
+            # Standard input can be read only once; the ids are checked before any is sent.
+            spool = stack.enter_context(tempfile.NamedTemporaryFile("w+", suffix=".ids"))  # noqa: SIM115
+            shutil.copyfileobj(sys.stdin, spool)
+            spool.flush()
+            return Path(spool.name)
+        if not Path(path).is_file():
+            raise CommandError(f"--file {path}: no such file.")
+        return Path(path)
+
+    def sourced_ids(self, source: list[SourcedId] | Path) -> Iterator[SourcedId]:
+        if isinstance(source, list):
+            yield from source
+            return
+        with source.open(encoding="utf-8") as file:
+            yield from read_ids(file)
+
+    def check_ids(self, source: list[SourcedId] | Path, skip_invalid: bool) -> int:
+        """Check every id before any is sent; return how many are valid.
+
+        Raises:
+            CommandError: an id is invalid (and not ``skip_invalid``), or there is no valid id.
+        """
+        valid, invalid = 0, []
+        for sourced in self.sourced_ids(source):
+            try:
+                normalize(sourced.raw)
+                valid += 1
+            except InvalidEntityId as error:
+                invalid.append(f"  {sourced.origin}: {error}")
+        if invalid:
+            listing = "\n".join(invalid)
+            if not skip_invalid:
+                raise CommandError(
+                    f"{len(invalid)} invalid ids; nothing was imported "
+                    f"(--skip-invalid imports the rest):\n{listing}"
+                )
+            self.stderr.write(f"Skipping {len(invalid)} invalid ids:\n{listing}")
+        if not valid:
+            raise CommandError("No valid ids to import.")
+        return valid
+
+    def valid_ids(self, source: list[SourcedId] | Path) -> Iterator[str]:
+        for sourced in self.sourced_ids(source):
+            try:
+                yield normalize(sourced.raw)
+            except InvalidEntityId:
+                continue  # listed by check_ids already
+
+    def print_outcomes(self, run: ImportRun) -> None:
+        outcomes = run.outcomes.select_related("entity").order_by("updated_at", "pk")
+        width = max((len(o.wikidata_id) for o in outcomes), default=0)
+        for outcome in outcomes.iterator():
+            label = outcome.entity.label if outcome.entity else outcome.error
+            self.stdout.write(f"{outcome.wikidata_id:<{width}}  {outcome.status:<10}  {label}".rstrip())
+
+    def wait_for(self, run: ImportRun, sent: int) -> None:
+        """Show a progress bar until every task of ``run`` has recorded an outcome."""
+        columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            bar = progress.add_task("import", total=sent)
+            while True:
+                finished = ImportRun.objects.values_list("finished", flat=True).get(pk=run.pk)
+                progress.update(bar, completed=min(finished, sent))
+                if finished >= sent:
+                    return
+                time.sleep(0.5)
+
+    def summarize(self, run: ImportRun, requested: int) -> None:
+        """Print counts per outcome; fail, naming the ids, unless every id succeeded."""
+        outcomes = run.outcomes.all()
+        counts = {status: outcomes.filter(status=status).count() for status in ImportOutcome.Status}
+        parts = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
+        self.stdout.write(f"Run {run.pk}: {parts}.")
+        unsuccessful = outcomes.exclude(status__in=ImportOutcome.SUCCESSFUL).order_by("pk")
+        count = unsuccessful.count()
+        if not count:
+            self.stdout.write(self.style.SUCCESS("Every id was imported."))
+            return
+        lines = [f"  {o.wikidata_id}: {o.status}: {o.error}" for o in unsuccessful[:MAX_LISTED]]
+        if count > MAX_LISTED:
+            lines.append(f"  ... and {count - MAX_LISTED} more (see the admin's import outcomes).")
+        raise CommandError(f"{count} ids were not imported:\n" + "\n".join(lines))
