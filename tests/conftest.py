@@ -9,11 +9,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from config.celery_app import app
+from tests.support.wikidata_server import StandInWikidata
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,9 +76,30 @@ class LiveWorker:
 
 
 @pytest.fixture(scope="session")
-def live_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveWorker]:
-    """A real worker for the whole session; messages really go through Redis."""
-    worker = LiveWorker(tmp_path_factory.mktemp("worker"), env={})
+def standin() -> Iterator[StandInWikidata]:
+    """The stand-in Wikidata server, for the whole session."""
+    with StandInWikidata() as server:
+        yield server
+
+
+@pytest.fixture
+def wikidata(standin: StandInWikidata, settings: Any) -> StandInWikidata:
+    """The stand-in server, emptied, with ``WIKIDATA_BASE_URL`` pointing at it."""
+    standin.reset()
+    settings.WIKIDATA_BASE_URL = standin.base_url
+    return standin
+
+
+@pytest.fixture(scope="session")
+def live_worker(
+    tmp_path_factory: pytest.TempPathFactory, django_db_setup: None, standin: StandInWikidata
+) -> Iterator[LiveWorker]:
+    """A real worker for the whole session; messages really go through Redis.
+
+    It uses this run's test database and the stand-in Wikidata server.
+    """
+    env = {"TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]), "WIKIDATA_BASE_URL": standin.base_url}
+    worker = LiveWorker(tmp_path_factory.mktemp("worker"), env=env)
     try:
         worker.start()
         yield worker

@@ -28,6 +28,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # SQLite in the project root is the embedded default: no server to set up.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Writers take the lock when a transaction begins, and wait for it rather than fail:
+    # the embedded mode has one process, but a test worker shares the file.
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
 
 # Apps
 # ------------------------------------------------------------------------------

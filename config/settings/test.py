@@ -1,9 +1,19 @@
 """Settings for the test suite: a Redis broker for the live-worker tests, eager by default."""
 
 import os
+import tempfile
+from pathlib import Path
 
 from .base import *  # noqa: F403
-from .base import INSTALLED_APPS, env
+from .base import DATABASES, INSTALLED_APPS, env
+
+# The live-worker tests run a worker process against this run's test database.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so that the worker can open it too.
+    test_file = Path(tempfile.gettempdir()) / f"importers-test-{os.getpid()}.sqlite3"
+    DATABASES["default"]["TEST"] = {"NAME": str(test_file)}
+if "TEST_DATABASE_NAME" in os.environ:  # set for the worker by tests/conftest.py
+    DATABASES["default"]["NAME"] = os.environ["TEST_DATABASE_NAME"]
 
 # Importers the tests dispatch; discovered at app loading like any installed app's.
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.example_app"]
