@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Max
+from django.db.models.functions import Length
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -118,10 +120,11 @@ class Command(BaseCommand):
 
     def print_outcomes(self, run: ImportRun) -> None:
         outcomes = run.outcomes.select_related("entity").order_by("updated_at", "pk")
-        width = max((len(o.wikidata_id) for o in outcomes), default=0)
+        widths = outcomes.aggregate(id=Max(Length("wikidata_id")), status=Max(Length("status")))
         for outcome in outcomes.iterator():
             label = outcome.entity.label if outcome.entity else outcome.error
-            self.stdout.write(f"{outcome.wikidata_id:<{width}}  {outcome.status:<10}  {label}".rstrip())
+            line = f"{outcome.wikidata_id:<{widths['id']}}  {outcome.status:<{widths['status']}}  {label}"
+            self.stdout.write(line.rstrip())
 
     def wait_for(self, run: ImportRun, sent: int) -> None:
         """Show a progress bar until every task of ``run`` has recorded an outcome."""
@@ -149,4 +152,5 @@ class Command(BaseCommand):
         lines = [f"  {o.wikidata_id}: {o.status}: {o.error}" for o in unsuccessful[:MAX_LISTED]]
         if count > MAX_LISTED:
             lines.append(f"  ... and {count - MAX_LISTED} more (see the admin's import outcomes).")
-        raise CommandError(f"{count} ids were not imported:\n" + "\n".join(lines))
+        noun = "id was" if count == 1 else "ids were"
+        raise CommandError(f"{count} {noun} not imported:\n" + "\n".join(lines))

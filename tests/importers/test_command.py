@@ -1,0 +1,104 @@
+"""``import_wikidata`` in the embedded mode: per-id output, invalid input, exit status."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from importers.models import ImportOutcome, ImportRun, WikidataEntity
+from tests.importers.entities import HUMAN, LEXEME, PROPERTY, STUTTGART
+from tests.support.wikidata_server import StandInWikidata
+
+pytestmark = pytest.mark.django_db
+
+
+def import_wikidata(*args: str) -> str:
+    out = io.StringIO()
+    call_command("import_wikidata", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+@pytest.fixture
+def served(wikidata: StandInWikidata) -> StandInWikidata:
+    for document in (STUTTGART, HUMAN, PROPERTY, LEXEME):
+        wikidata.add_entity(document)
+    wikidata.add_redirect("Q99999", "Q1022")
+    return wikidata
+
+
+def test_each_id_is_printed_with_its_outcome_and_label(served: StandInWikidata) -> None:
+    output = import_wikidata("Q1022", "Q7259", "P31", "L7", "Q99999")
+    assert output.splitlines() == [
+        "Q1022   imported    Stuttgart",
+        "Q7259   imported    Ada Lovelace",
+        "P31     imported    instance of",
+        "L7      imported    cat",
+        "Q99999  redirected  Stuttgart",
+        f"Run {ImportRun.objects.get().pk}: 4 imported, 1 redirected.",
+        "Every id was imported.",
+    ]
+
+
+def test_any_id_that_was_not_imported_makes_the_command_fail_naming_it(served: StandInWikidata) -> None:
+    with pytest.raises(CommandError) as caught:
+        import_wikidata("Q1022", "Q404")
+    assert str(caught.value) == "1 id was not imported:\n  Q404: missing: Q404: no such entity (HTTP 404)"
+    assert ImportOutcome.objects.get(pk="Q1022").status == "imported"  # the rest went ahead
+
+
+def test_a_second_run_reports_unchanged(served: StandInWikidata) -> None:
+    import_wikidata("Q1022")
+    assert import_wikidata("Q1022").splitlines()[0] == "Q1022  unchanged  Stuttgart"
+
+
+@pytest.mark.parametrize("bad", ["Q0", "q-1", "foo", "Q1;DROP", "", "P", "Q01"])
+def test_invalid_ids_are_rejected_before_anything_is_sent(served: StandInWikidata, bad: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        import_wikidata("Q1022", bad)
+    assert f"argument 2: {bad!r} is not a Wikidata id" in str(caught.value)
+    assert "nothing was imported" in str(caught.value)
+    assert served.requests == []
+    assert not ImportOutcome.objects.exists()
+    assert not ImportRun.objects.exists()
+
+
+def test_ids_from_a_file_are_streamed_and_invalid_lines_are_named(served: StandInWikidata, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# cities\nQ1022\n\nq7259  # lower case is fine\nQ0\nP31\nnope\n")
+    with pytest.raises(CommandError) as caught:
+        import_wikidata("--file", str(ids))
+    assert str(caught.value).splitlines()[1:] == [
+        "  line 5: 'Q0' is not a Wikidata id (Q, P or L and a number, e.g. Q1022)",
+        "  line 7: 'nope' is not a Wikidata id (Q, P or L and a number, e.g. Q1022)",
+    ]
+    assert served.requests == []
+    output = import_wikidata("--file", str(ids), "--skip-invalid")
+    assert [line.split()[:2] for line in output.splitlines()[:3]] == [
+        ["Q1022", "imported"],
+        ["Q7259", "imported"],
+        ["P31", "imported"],
+    ]
+
+
+def test_ids_can_come_from_standard_input(served: StandInWikidata, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("Q1022\nL7\n"))
+    output = import_wikidata("--file", "-")
+    assert output.splitlines()[:2] == ["Q1022  imported  Stuttgart", "L7     imported  cat"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "Give at least one id"),
+        (["Q1", "--file", "ids.txt"], "not both"),
+        (["--file", "/no/such/file"], "no such file"),
+    ],
+)
+def test_usage_mistakes_are_command_errors(served: StandInWikidata, args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        import_wikidata(*args)
+    assert not WikidataEntity.objects.exists()
