@@ -1,0 +1,65 @@
+"""``import_wikidata`` through a real broker and a real ``celery worker`` process."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from importers.models import ImportOutcome, ImportRun, WikidataEntity, WikidataRedirect
+from tests.conftest import LiveWorker
+from tests.importers.entities import HUMAN, LEXEME, PROPERTY, STUTTGART
+from tests.support.wikidata_server import StandInWikidata
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the worker must see what the test commits
+
+
+@pytest.fixture
+def served(wikidata: StandInWikidata) -> StandInWikidata:
+    for document in (STUTTGART, HUMAN, PROPERTY, LEXEME):
+        wikidata.add_entity(document)
+    wikidata.add_redirect("Q99999", "Q1022")
+    return wikidata
+
+
+def import_wikidata(*args: str) -> str:
+    out = io.StringIO()
+    call_command("import_wikidata", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_the_worker_imports_every_kind_of_entity(served: StandInWikidata, live: LiveWorker) -> None:
+    with pytest.raises(CommandError) as caught:
+        import_wikidata("Q1022", "Q7259", "P31", "L7", "Q99999", "Q404", "--wait")
+    assert str(caught.value) == "1 id was not imported:\n  Q404: missing: Q404: no such entity (HTTP 404)"
+    statuses = dict(ImportOutcome.objects.values_list("wikidata_id", "status"))
+    assert statuses == {
+        "Q1022": "imported",
+        "Q7259": "imported",
+        "P31": "imported",
+        "L7": "imported",
+        "Q99999": "redirected",
+        "Q404": "missing",
+    }
+    assert WikidataEntity.objects.get(pk="L7").label == "cat"
+    assert WikidataRedirect.objects.get(pk="Q99999").target_id == "Q1022"
+    run = ImportRun.objects.get()
+    assert (run.requested, run.finished) == (6, 6)
+    assert "WikidataImporter.import_single" in live.log.read_text()  # the worker ran them
+
+
+def test_without_wait_the_command_reports_what_it_enqueued(served: StandInWikidata, live: LiveWorker) -> None:
+    output = import_wikidata("Q1022", "P31")
+    run = ImportRun.objects.get()
+    assert output == f"Enqueued 2 import tasks (run {run.pk}).\n"
+    output = import_wikidata("Q1022", "P31", "--wait")  # waits for its own run only
+    assert output.splitlines()[-1] == "Every id was imported."
+
+
+def test_sync_runs_in_process_even_with_a_broker(served: StandInWikidata, live: LiveWorker) -> None:
+    received = live.log.read_text().count("received")
+    output = import_wikidata("Q1022", "--sync")
+    assert output.splitlines()[0] == "Q1022  imported  Stuttgart"
+    assert live.log.read_text().count("received") == received  # nothing went to the worker
