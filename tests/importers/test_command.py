@@ -66,7 +66,9 @@ def test_invalid_ids_are_rejected_before_anything_is_sent(served: StandInWikidat
     assert not ImportRun.objects.exists()
 
 
-def test_ids_from_a_file_are_streamed_and_invalid_lines_are_named(served: StandInWikidata, tmp_path: Path) -> None:
+def test_ids_from_a_file_are_streamed_and_invalid_lines_are_named(
+    served: StandInWikidata, tmp_path: Path
+) -> None:
     ids = tmp_path / "ids.txt"
     ids.write_text("# cities\nQ1022\n\nq7259  # lower case is fine\nQ0\nP31\nnope\n")
     with pytest.raises(CommandError) as caught:

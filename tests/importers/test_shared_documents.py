@@ -19,7 +19,9 @@ SHARED = ROOT.parent / "shared" / "wikidata"
 
 pytestmark = [
     pytest.mark.django_db,
-    pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent; its documents are not in the repository"),
+    pytest.mark.skipif(
+        not SHARED.is_dir(), reason=f"{SHARED} is absent; its documents are not in the repository"
+    ),
 ]
 
 
