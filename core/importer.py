@@ -12,7 +12,12 @@ import abc
 import functools
 import inspect
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
+
+from celery.utils import uuid
+from django.conf import settings
+from django.db import transaction
 
 from .arguments import json_round_trip, pack
 from .registry import registry
@@ -131,6 +136,7 @@ class TaskSender(Generic[P]):
 
     def __init__(self, importer: type, method: ImporterMethod[P, Any]) -> None:
         self.importer_name: str = importer.importer_name  # type: ignore[attr-defined]
+        self.queue: str | None = importer.queue  # type: ignore[attr-defined]
         self.method_name = method.func.__name__
         self._method = method
 
@@ -157,7 +163,14 @@ class TaskSender(Generic[P]):
         from .tasks import call_importer_method
 
         message = self._message(tuple(args or ()), kwargs or {}, partial=False)
-        options.setdefault("shadow", self.label)
+        options = self._options(options)
+        eager = call_importer_method.app.conf.task_always_eager
+        if not eager and transaction.get_connection().in_atomic_block:
+            # A worker must not act on data the caller may still roll back: send after commit.
+            # (An eager call runs inside the transaction, and rolls back with it.)
+            task_id = options.setdefault("task_id", uuid())
+            transaction.on_commit(functools.partial(call_importer_method.apply_async, message, **options))
+            return call_importer_method.AsyncResult(task_id)
         return call_importer_method.apply_async(message, **options)
 
     def apply(
@@ -199,7 +212,27 @@ class TaskSender(Generic[P]):
     def _signature(self, message: tuple[Any, ...], *, immutable: bool) -> Signature[Any]:
         from .tasks import call_importer_method
 
-        return call_importer_method.signature(message, immutable=immutable, shadow=self.label)
+        return call_importer_method.signature(message, immutable=immutable, **self._options({}))
+
+    def _options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Celery options with the importer's defaults (name shown in logs, queue) filled in.
+
+        Raises:
+            ValueError: a countdown or ETA beyond ``settings.IMPORTER_MAX_COUNTDOWN``, which could
+                outlive the broker's visibility timeout and run the task twice.
+        """
+        delay = options.get("countdown") or 0
+        if options.get("eta") is not None:
+            delay = max(delay, (options["eta"] - datetime.now(UTC)).total_seconds())
+        if delay > settings.IMPORTER_MAX_COUNTDOWN:
+            raise ValueError(
+                f"{self.label}: a delay of {delay:.0f} s is beyond IMPORTER_MAX_COUNTDOWN "
+                f"({settings.IMPORTER_MAX_COUNTDOWN} s)"
+            )
+        options = {"shadow": self.label, **options}
+        if self.queue is not None:
+            options.setdefault("queue", self.queue)
+        return options
 
     def __repr__(self) -> str:
         return f"<TaskSender {self.label}>"
@@ -211,3 +244,5 @@ class BaseImporter(metaclass=ImporterMeta):
     abstract: ClassVar[bool] = True
     importer_name: ClassVar[str]
     task_methods: ClassVar[frozenset[str]]
+    #: The Celery queue its tasks go to; ``None`` for Celery's default queue.
+    queue: ClassVar[str | None] = None

@@ -144,6 +144,20 @@ class PooledOpener(urllib.request.OpenerDirector):
         return io.BytesIO(response.data)
 
 
+def longest_fetch_seconds() -> float:
+    """An upper bound of the time one ``fetch_entity`` may take, retries included.
+
+    Each attempt may wait ``WIKIDATA_TIMEOUT`` to connect and as long again to read; between
+    attempts it waits at most the longer of the backoff cap (plus jitter) and the
+    ``Retry-After`` cap.
+    """
+    attempts = settings.WIKIDATA_MAX_RETRIES + 1
+    longest_wait = max(
+        settings.WIKIDATA_BACKOFF_MAX + settings.WIKIDATA_BACKOFF_FACTOR, settings.WIKIDATA_RETRY_AFTER_MAX
+    )
+    return float(attempts * 2 * settings.WIKIDATA_TIMEOUT + (attempts - 1) * longest_wait)
+
+
 def _retry_policy() -> urllib3.Retry:
     # 429 and 503 come with Retry-After, which urllib3 obeys (capped); the others back off.
     return urllib3.Retry(

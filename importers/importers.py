@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from kombu.exceptions import OperationalError
 
 from core.exceptions import TaskFailed
 from core.importer import BaseImporter, as_task
@@ -13,12 +16,22 @@ from .entity_ids import InvalidEntityId, normalize
 from .fetch import EntityInvalid, EntityMissing, FetchFailed, fetch_entity
 from .models import ImportOutcome
 
-logger = logging.getLogger(__name__)
 Status = ImportOutcome.Status
+
+
+class EnqueueFailed(Exception):
+    """The broker refused or could not be reached; ``sent`` tasks went out before ``wikidata_id``."""
+
+    def __init__(self, sent: int, wikidata_id: str, error: Exception) -> None:
+        super().__init__(f"could not enqueue {wikidata_id} (after {sent} sent): {error}")
+        self.sent = sent
+        self.wikidata_id = wikidata_id
 
 
 class WikidataImporter(BaseImporter):
     """Imports Wikidata entities (items, properties, lexemes) by id into ``WikidataEntity``."""
+
+    queue = settings.WIKIDATA_QUEUE
 
     @as_task
     def import_bulk(
@@ -35,8 +48,12 @@ class WikidataImporter(BaseImporter):
         for wikidata_id in wikidata_ids:
             if in_process:
                 sender.apply(kwargs={"wikidata_id": wikidata_id, "run_id": run_id})
-            else:
+                sent += 1
+                continue
+            try:
                 sender(wikidata_id=wikidata_id, run_id=run_id)
+            except OperationalError as error:  # the broker is unreachable, after publish retries
+                raise EnqueueFailed(sent, wikidata_id, error) from error
             sent += 1
         return sent
 
@@ -54,6 +71,10 @@ class WikidataImporter(BaseImporter):
             return Status.INVALID
         try:
             fetched = fetch_entity(asked_id)
+        except SoftTimeLimitExceeded:
+            message = "the task ran out of time (CELERY_TASK_SOFT_TIME_LIMIT)"
+            storage.record(asked_id, Status.FAILED, run_id, error=message)
+            raise TaskFailed(f"{asked_id} failed: {message}") from None
         except EntityMissing as error:
             storage.record(asked_id, Status.MISSING, run_id, error=str(error), attempts=error.attempts)
             return Status.MISSING

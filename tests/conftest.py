@@ -42,9 +42,10 @@ class LiveWorker:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        queues = f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.WIKIDATA_QUEUE}"
         command = [
             sys.executable, "-m", "celery", "-A", "config.celery_app", "worker",
-            "--hostname", self.nodename, "--queues", settings.CELERY_TASK_DEFAULT_QUEUE,
+            "--hostname", self.nodename, "--queues", queues,
             "--pool", "prefork", "--concurrency", "2", "--loglevel", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip

@@ -73,6 +73,10 @@ TEMPLATES = [
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 # Logging
 # ------------------------------------------------------------------------------
@@ -109,11 +113,39 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-accept-content
 CELERY_RESULT_ACCEPT_CONTENT = ["json"]
-# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-time-limit
-# A hung task is killed rather than holding a worker forever.
-CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-soft-time-limit
-CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+# A task past this is interrupted (SoftTimeLimitExceeded) and can still record its failure.
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=600)
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-time-limit
+# A task that ignores the soft limit is killed rather than holding a worker forever.
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=660)
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-acks-late
+# Acknowledge a message after its task ran, not before: if the worker dies mid-task the
+# message is delivered again. Importers are idempotent, so a second run does no harm.
+CELERY_TASK_ACKS_LATE = True
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-reject-on-worker-lost
+# A pool process killed mid-task (OOM, SIGKILL) requeues the message instead of failing it.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-prefetch-multiplier
+# One message at a time per pool process: long imports do not hold others back, and a dying
+# worker has few messages in flight.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The longest countdown or ETA an importer task may be sent with (TaskSender enforces it).
+IMPORTER_MAX_COUNTDOWN = env.int("IMPORTER_MAX_COUNTDOWN", default=600)
+# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
+# On Redis, a message not acknowledged within this many seconds is delivered again, so it
+# must exceed the longest task (the hard time limit) plus the longest countdown, or a task
+# would run twice while the first run is still going. tests/config checks the ordering.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-publish-retry-policy
+# With the broker down, give up publishing within seconds and say so, rather than hang.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-cancel-long-running-tasks-on-connection-loss
+# Acks-late tasks running when the broker connection is lost are redelivered anyway.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-retry-on-startup
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-hijack-root-logger
@@ -130,12 +162,17 @@ WIKIDATA_USER_AGENT = env(
     default="wikidata-importers/0.1.0 (set WIKIDATA_USER_AGENT to name your deployment and a contact)",
 )
 # Seconds to wait for a connection or a read; the wikidata package sets no timeout itself.
-WIKIDATA_TIMEOUT = env.float("WIKIDATA_TIMEOUT", default=30.0)
+WIKIDATA_TIMEOUT = env.float("WIKIDATA_TIMEOUT", default=20.0)
 # The language of the stored label and description (with fallbacks where it is missing).
 WIKIDATA_LANGUAGE = env("WIKIDATA_LANGUAGE", default="en")
 # Retries of a 429, a 5xx, a connection error or a timeout, with exponential backoff and jitter.
+# They happen inside the task: the longest fetch (importers.fetch.longest_fetch_seconds) must
+# stay within CELERY_TASK_SOFT_TIME_LIMIT; tests/config checks it.
 WIKIDATA_MAX_RETRIES = env.int("WIKIDATA_MAX_RETRIES", default=5)
 WIKIDATA_BACKOFF_FACTOR = env.float("WIKIDATA_BACKOFF_FACTOR", default=1.0)
-WIKIDATA_BACKOFF_MAX = env.float("WIKIDATA_BACKOFF_MAX", default=60.0)
+WIKIDATA_BACKOFF_MAX = env.float("WIKIDATA_BACKOFF_MAX", default=30.0)
 # A Retry-After header is obeyed, but never for longer than this many seconds.
-WIKIDATA_RETRY_AFTER_MAX = env.float("WIKIDATA_RETRY_AFTER_MAX", default=120.0)
+WIKIDATA_RETRY_AFTER_MAX = env.float("WIKIDATA_RETRY_AFTER_MAX", default=60.0)
+# Wikimedia asks API clients for a few concurrent requests at most: the Wikidata tasks have a
+# queue of their own, so that its workers' concurrency is that limit (see the README).
+WIKIDATA_QUEUE = env("WIKIDATA_QUEUE", default="wikidata")

@@ -28,6 +28,7 @@ CELERY_TASK_IGNORE_RESULT = False
 # The test worker process sets this to False, or it would run the next task of a chain itself.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default=f"test-{os.getpid()}")
+WIKIDATA_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-wikidata"
 
 # Retries without the production waits, so that fault tests run in a blink.
 WIKIDATA_MAX_RETRIES = 3

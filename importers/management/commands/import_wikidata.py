@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import sys
 import tempfile
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from django.db.models import Max
 from django.db.models.functions import Length
 from rich.console import Console
@@ -20,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from config.celery_app import app
 from core.registry import registry
 from importers.entity_ids import InvalidEntityId, SourcedId, normalize, read_ids
-from importers.importers import WikidataImporter
+from importers.importers import EnqueueFailed, WikidataImporter
 from importers.models import ImportOutcome, ImportRun
 
 # Listing every failed id is useful up to a point; past it, the admin has the rest.
@@ -48,9 +50,13 @@ class Command(BaseCommand):
             source = self.open_source(options["ids"], options["file"], stack)
             valid = self.check_ids(source, options["skip_invalid"])
             in_process = options["sync"] or app.conf.task_always_eager
-            run = ImportRun.objects.create()
+            run = self.start_run()
             importer = cast(WikidataImporter, registry["WikidataImporter"]())
-            sent = importer.import_bulk(self.valid_ids(source), run_id=run.pk, in_process=in_process)
+            try:
+                sent = importer.import_bulk(self.valid_ids(source), run_id=run.pk, in_process=in_process)
+            except EnqueueFailed as error:
+                ImportRun.objects.filter(pk=run.pk).update(requested=error.sent)
+                self.report_not_enqueued(source, valid, error)
             ImportRun.objects.filter(pk=run.pk).update(requested=sent)
         if in_process:
             self.print_outcomes(run)
@@ -60,6 +66,14 @@ class Command(BaseCommand):
                 return
             self.wait_for(run, sent)
         self.summarize(run, valid)
+
+    def start_run(self) -> ImportRun:
+        try:
+            return ImportRun.objects.create()
+        except DatabaseError as error:
+            raise CommandError(
+                f"The database is not ready ({error}): run `python manage.py migrate` first."
+            ) from None
 
     def open_source(self, ids: list[str], path: str | None, stack: ExitStack) -> list[SourcedId] | Path:
         """Return the ids given as arguments, or the path of a file to stream them from."""
@@ -117,6 +131,18 @@ class Command(BaseCommand):
                 yield normalize(sourced.raw)
             except InvalidEntityId:
                 continue  # listed by check_ids already
+
+    def report_not_enqueued(self, source: list[SourcedId] | Path, valid: int, error: EnqueueFailed) -> None:
+        """Fail, naming the ids that were not enqueued: the one that failed and all after it."""
+        remaining = itertools.islice(self.valid_ids(source), error.sent, None)
+        listed = list(itertools.islice(remaining, MAX_LISTED))
+        more = valid - error.sent - len(listed)
+        raise CommandError(
+            f"The broker could not be reached: {error.__cause__}\n"
+            f"{error.sent} of {valid} ids were enqueued; these {valid - error.sent} were not:\n  "
+            + " ".join(listed)
+            + (f" ... and {more} more" if more > 0 else "")
+        )
 
     def print_outcomes(self, run: ImportRun) -> None:
         outcomes = run.outcomes.select_related("entity").order_by("updated_at", "pk")
