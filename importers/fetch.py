@@ -11,7 +11,10 @@ from __future__ import annotations
 import email.message
 import functools
 import io
+import json
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +25,19 @@ from django.conf import settings
 from wikidata.client import Client
 from wikidata.entity import EntityId, EntityState
 
-__all__ = ("EntityInvalid", "EntityMissing", "FetchError", "FetchFailed", "Fetched", "fetch_entity")
+__all__ = (
+    "Batch",
+    "EntityInvalid",
+    "EntityMissing",
+    "FetchError",
+    "FetchFailed",
+    "Fetched",
+    "fetch_batch",
+    "fetch_entity",
+)
+
+# wbgetentities answers at most this many ids a request (for clients without bot rights).
+MAX_BATCH = 50
 
 USER_AGENT_HELP = (
     "Wikidata refused the request (HTTP 403), most likely for its User-Agent policy: set "
@@ -102,6 +117,101 @@ def fetch_entity(entity_id: str) -> Fetched:
     return Fetched(str(entity.id), document, opener.attempts)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """What one wbgetentities request gave, by the id asked for.
+
+    ``documents`` holds each found entity's document (the target's, for a redirect);
+    ``missing`` the ids Wikidata does not have; ``absent`` the ids the response left out.
+    """
+
+    documents: dict[str, Mapping[str, Any]]
+    missing: list[str]
+    absent: list[str]
+    attempts: int
+
+
+def fetch_batch(entity_ids: list[str]) -> Batch:
+    """Fetch up to 50 entities with one ``wbgetentities`` request (``maxlag=5``).
+
+    A maxlag error (sent with HTTP 200) is retried like a 429: after its ``Retry-After``.
+
+    Raises:
+        FetchFailed: the request failed for good, or the answer is not a usable response.
+    """
+    if not 0 < len(entity_ids) <= MAX_BATCH:
+        raise ValueError(f"wbgetentities takes 1 to {MAX_BATCH} ids, not {len(entity_ids)}")
+    query = urllib.parse.urlencode({"action": "wbgetentities", "ids": "|".join(entity_ids), "format": "json"})
+    url = urllib.parse.urljoin(settings.WIKIDATA_BASE_URL, "w/api.php") + f"?{query}&maxlag=5"
+    headers = {"User-Agent": settings.WIKIDATA_USER_AGENT}
+    attempts = 0
+    for lagged in range(settings.WIKIDATA_MAX_RETRIES + 1):
+        response, tries = _get(url, headers)
+        attempts += tries
+        if response.status == 403:
+            raise FetchFailed(USER_AGENT_HELP, attempts)
+        if response.status >= 400:
+            message = f"HTTP {response.status} {response.reason} after {attempts} attempts"
+            raise FetchFailed(f"wbgetentities: {message}", attempts)
+        try:
+            body = json.loads(response.data)
+        except ValueError as not_json:
+            raise FetchFailed(f"wbgetentities: the response is not JSON ({not_json})", attempts) from None
+        api_error = body.get("error") if isinstance(body, dict) else None
+        lag = isinstance(api_error, dict) and api_error.get("code") == "maxlag"
+        if lag and lagged < settings.WIKIDATA_MAX_RETRIES:
+            time.sleep(min(_retry_after(response), settings.WIKIDATA_RETRY_AFTER_MAX))
+            continue
+        if api_error is not None:
+            raise FetchFailed(f"wbgetentities: API error {api_error}", attempts)
+        return _batch(entity_ids, body, attempts)
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+
+def _batch(entity_ids: list[str], body: Any, attempts: int) -> Batch:
+    entities = body.get("entities") if isinstance(body, dict) else None
+    if not isinstance(entities, dict):
+        raise FetchFailed("wbgetentities: the response has an unexpected shape (no entities)", attempts)
+    documents: dict[str, Mapping[str, Any]] = {}
+    missing, absent = [], []
+    for entity_id in entity_ids:
+        entry = entities.get(entity_id)
+        if not isinstance(entry, dict):
+            absent.append(entity_id)
+        elif "missing" in entry:
+            missing.append(entity_id)
+        elif isinstance(entry.get("id"), str) and isinstance(entry.get("type"), str):
+            documents[entity_id] = entry
+        else:
+            absent.append(entity_id)
+    return Batch(documents, missing, absent, attempts)
+
+
+def _get(url: str, headers: dict[str, str]) -> tuple[urllib3.BaseHTTPResponse, int]:
+    """GET ``url`` with the retry policy; return the final response and the attempts made."""
+    retry = _retry_policy()
+    try:
+        response = _pool().request("GET", url, headers=headers, retries=retry, timeout=_timeout())
+    except urllib3.exceptions.MaxRetryError as error:
+        attempts = retry.total + 1 if isinstance(retry.total, int) else 1
+        raise FetchFailed(f"{url}: gave up after {attempts} attempts: {error.reason}", attempts) from None
+    except urllib3.exceptions.HTTPError as error:  # a failure that is not retried
+        raise FetchFailed(f"{url}: {error}", 1) from None
+    history = response.retries.history if response.retries else ()
+    return response, len(history) + 1
+
+
+def _retry_after(response: urllib3.BaseHTTPResponse) -> float:
+    try:
+        return float(response.headers.get("Retry-After", 5))
+    except ValueError:
+        return 5.0
+
+
+def _timeout() -> urllib3.Timeout:
+    return urllib3.Timeout(settings.WIKIDATA_TIMEOUT)
+
+
 class PooledOpener(urllib.request.OpenerDirector):
     """An opener for ``wikidata.client.Client`` that sends its requests through urllib3.
 
@@ -115,25 +225,12 @@ class PooledOpener(urllib.request.OpenerDirector):
 
     def open(self, fullurl: str | urllib.request.Request, data: Any = None, timeout: Any = None) -> Any:
         url = fullurl if isinstance(fullurl, str) else fullurl.full_url
-        retry = _retry_policy()
+        self.attempts = 1
         try:
-            response = _pool().request(
-                "GET",
-                url,
-                headers=dict(self.addheaders),
-                retries=retry,
-                timeout=urllib3.Timeout(settings.WIKIDATA_TIMEOUT),
-            )
-        except urllib3.exceptions.MaxRetryError as error:
-            self.attempts = retry.total + 1 if isinstance(retry.total, int) else 1
-            raise FetchFailed(
-                f"{url}: gave up after {self.attempts} attempts: {error.reason}", self.attempts
-            ) from None
-        except urllib3.exceptions.HTTPError as error:  # a failure that is not retried
-            self.attempts = 1
-            raise FetchFailed(f"{url}: {error}", self.attempts) from None
-        history = response.retries.history if response.retries else ()
-        self.attempts = len(history) + 1
+            response, self.attempts = _get(url, dict(self.addheaders))
+        except FetchFailed as error:
+            self.attempts = error.attempts
+            raise
         if response.status >= 400:
             headers = email.message.Message()
             for name, value in response.headers.items():

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.result import EagerResult
 from django.conf import settings
 from kombu.exceptions import OperationalError
 
 from core.exceptions import TaskFailed
-from core.importer import BaseImporter, as_task
+from core.importer import BaseImporter, TaskSender, as_task
 
 from . import storage
 from .entity_ids import InvalidEntityId, normalize
-from .fetch import EntityInvalid, EntityMissing, FetchFailed, fetch_entity
+from .fetch import MAX_BATCH, EntityInvalid, EntityMissing, FetchFailed, fetch_batch, fetch_entity
 from .models import ImportOutcome
 
 Status = ImportOutcome.Status
+
+
+def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Yield lists of ``size`` items (the last may be shorter), consuming ``items`` lazily."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 class EnqueueFailed(Exception):
@@ -35,27 +45,81 @@ class WikidataImporter(BaseImporter):
 
     @as_task
     def import_bulk(
-        self, wikidata_ids: Iterable[str], run_id: int | None = None, in_process: bool = False
+        self,
+        wikidata_ids: Iterable[str],
+        run_id: int | None = None,
+        in_process: bool = False,
+        batch_size: int = 1,
     ) -> int:
-        """Send one ``import_single`` task per id; return how many were sent.
+        """Send one ``import_single`` task per id, or one ``import_batch`` per ``batch_size`` ids.
 
-        With ``in_process``, run each here instead (through the same method caller), even
-        when a broker is configured. ``wikidata_ids`` may be any iterable when called
-        directly, so a file of ids is streamed, never loaded whole.
+        Returns how many ids were sent. With ``in_process``, run each task here instead
+        (through the same method caller), even when a broker is configured.
+        ``wikidata_ids`` may be any iterable when called directly, so a file of ids is
+        streamed, never loaded whole.
+
+        Raises:
+            ValueError: ``batch_size`` is not between 1 and 50.
+            EnqueueFailed: the broker could not be reached; says how many ids went out.
         """
-        sender = self.import_single.as_task
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}, not {batch_size}")
         sent = 0
-        for wikidata_id in wikidata_ids:
-            if in_process:
-                sender.apply(kwargs={"wikidata_id": wikidata_id, "run_id": run_id})
-                sent += 1
-                continue
+        sender: TaskSender[Any]
+        kwargs: dict[str, Any]
+        for chunk in chunked(wikidata_ids, batch_size):
+            if batch_size == 1:
+                sender, kwargs = self.import_single.as_task, {"wikidata_id": chunk[0], "run_id": run_id}
+            else:
+                sender = self.import_batch.as_task
+                kwargs = {"wikidata_ids": chunk, "run_id": run_id, "in_process": in_process}
             try:
-                sender(wikidata_id=wikidata_id, run_id=run_id)
+                if in_process:
+                    sender.apply(kwargs=kwargs)
+                else:
+                    sender.apply_async(kwargs=kwargs)
             except OperationalError as error:  # the broker is unreachable, after publish retries
-                raise EnqueueFailed(sent, wikidata_id, error) from error
-            sent += 1
+                raise EnqueueFailed(sent, chunk[0], error) from error
+            sent += len(chunk)
         return sent
+
+    @as_task
+    def import_batch(
+        self, wikidata_ids: list[str], run_id: int | None = None, in_process: bool = False
+    ) -> dict[str, str]:
+        """Fetch up to 50 entities with one request and store them with one upsert.
+
+        Returns the outcome of each id ("sent" for one handed on to a task of its own). Ids
+        the response leaves out, and every id when the whole batch fails after retries, fall
+        back to one ``import_single`` task each (run here with ``in_process``), so one bad id
+        cannot sink the others.
+        """
+        valid, outcomes = [], {}
+        for wikidata_id in wikidata_ids:
+            try:
+                valid.append(normalize(wikidata_id))
+            except InvalidEntityId as error:
+                storage.record(wikidata_id[:64], Status.INVALID, run_id, error=str(error))
+                outcomes[wikidata_id] = str(Status.INVALID)
+        if not valid:
+            return outcomes
+        try:
+            batch = fetch_batch(valid)
+        except (FetchFailed, SoftTimeLimitExceeded):
+            return outcomes | self._one_by_one(valid, run_id, in_process)
+        outcomes |= {asked: str(status) for asked, status in storage.store_batch(batch, run_id).items()}
+        return outcomes | self._one_by_one(batch.absent, run_id, in_process)
+
+    def _one_by_one(self, wikidata_ids: list[str], run_id: int | None, in_process: bool) -> dict[str, str]:
+        """Import each id as a task of its own: sent to the workers, or run here."""
+        outcomes = {}
+        sender = self.import_single.as_task
+        for wikidata_id in wikidata_ids:
+            kwargs = {"wikidata_id": wikidata_id, "run_id": run_id}
+            result = sender.apply(kwargs=kwargs) if in_process else sender.apply_async(kwargs=kwargs)
+            eager = isinstance(result, EagerResult)
+            outcomes[wikidata_id] = str(result.result) if eager and result.successful() else "sent"
+        return outcomes
 
     @as_task
     def import_single(self, wikidata_id: str, run_id: int | None = None) -> str:

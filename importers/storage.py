@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from .documents import summarize
-from .fetch import Fetched
+from .fetch import Batch, Fetched
 from .models import ImportOutcome, ImportRun, WikidataEntity, WikidataRedirect
 
 Status = ImportOutcome.Status
 
 ENTITY_FIELDS = ["entity_type", "label", "description", "data", "lastrevid", "modified", "fetched_at"]
+OUTCOME_FIELDS = ["status", "entity", "error", "attempts", "run", "updated_at"]
 
 
 def store(asked_id: str, fetched: Fetched, run_id: int | None) -> Status:
@@ -21,39 +25,52 @@ def store(asked_id: str, fetched: Fetched, run_id: int | None) -> Status:
 
     A document whose revision is already stored is not rewritten (``unchanged``).
     """
-    summary = summarize(fetched.document, settings.WIKIDATA_LANGUAGE)
+    batch = Batch({asked_id: fetched.document}, missing=[], absent=[], attempts=fetched.attempts)
+    return store_batch(batch, run_id)[asked_id]
+
+
+def store_batch(batch: Batch, run_id: int | None) -> dict[str, Status]:
+    """Store a batch's documents, redirects and outcomes in one transaction; return the outcomes.
+
+    The ids in ``batch.absent`` are left alone (and get no outcome).
+    """
+    targets = {asked: str(document["id"]) for asked, document in batch.documents.items()}
+    now = timezone.now()
     with transaction.atomic():
-        unchanged = (
-            summary.lastrevid is not None
-            and WikidataEntity.objects.filter(pk=fetched.entity_id, lastrevid=summary.lastrevid).exists()
+        stored = dict(WikidataEntity.objects.filter(pk__in=targets.values()).values_list("pk", "lastrevid"))
+        entities: dict[str, WikidataEntity] = {}
+        for asked, document in batch.documents.items():
+            entity = _entity(targets[asked], document, now)
+            if entity.lastrevid is None or stored.get(entity.pk) != entity.lastrevid:
+                entities[entity.pk] = entity
+        # Upserts, so that two tasks for one id at once leave exactly one row.
+        WikidataEntity.objects.bulk_create(
+            entities.values(),
+            update_conflicts=True,
+            unique_fields=["wikidata_id"],
+            update_fields=ENTITY_FIELDS,
         )
-        if not unchanged:
-            entity = WikidataEntity(
-                wikidata_id=fetched.entity_id,
-                entity_type=summary.entity_type,
-                label=summary.label,
-                description=summary.description,
-                data=fetched.document,
-                lastrevid=summary.lastrevid,
-                modified=summary.modified,
-                fetched_at=timezone.now(),
-            )
-            # An upsert, so that two tasks for one id at once leave exactly one row.
-            WikidataEntity.objects.bulk_create(
-                [entity], update_conflicts=True, unique_fields=["wikidata_id"], update_fields=ENTITY_FIELDS
-            )
-        if asked_id != fetched.entity_id:
-            WikidataRedirect.objects.bulk_create(
-                [WikidataRedirect(wikidata_id=asked_id, target_id=fetched.entity_id)],
-                update_conflicts=True,
-                unique_fields=["wikidata_id"],
-                update_fields=["target"],
-            )
-            status = Status.REDIRECTED
-        else:
-            status = Status.UNCHANGED if unchanged else Status.IMPORTED
-        record(asked_id, status, run_id, entity_id=fetched.entity_id, attempts=fetched.attempts)
-    return status
+        redirects = [WikidataRedirect(wikidata_id=a, target_id=t) for a, t in targets.items() if a != t]
+        WikidataRedirect.objects.bulk_create(
+            redirects, update_conflicts=True, unique_fields=["wikidata_id"], update_fields=["target"]
+        )
+        statuses = {
+            asked: Status.REDIRECTED
+            if asked != target
+            else (Status.IMPORTED if target in entities else Status.UNCHANGED)
+            for asked, target in targets.items()
+        }
+        outcomes = [
+            _outcome(asked, status, run_id, now, entity_id=targets[asked], attempts=batch.attempts)
+            for asked, status in statuses.items()
+        ]
+        outcomes += [
+            _outcome(asked, Status.MISSING, run_id, now, error="no such entity", attempts=batch.attempts)
+            for asked in batch.missing
+        ]
+        _save_outcomes(outcomes, run_id)
+    statuses.update(dict.fromkeys(batch.missing, Status.MISSING))
+    return statuses
 
 
 def record(
@@ -66,21 +83,54 @@ def record(
     attempts: int = 0,
 ) -> None:
     """Keep the outcome of ``asked_id`` (replacing an earlier one) and count it for its run."""
-    outcome = ImportOutcome(
+    outcome = _outcome(
+        asked_id, status, run_id, timezone.now(), entity_id=entity_id, error=error, attempts=attempts
+    )
+    with transaction.atomic():
+        _save_outcomes([outcome], run_id)
+
+
+def _entity(entity_id: str, document: Mapping[str, Any], now: Any) -> WikidataEntity:
+    # wbgetentities marks a redirect inside the target's document; that is not part of it.
+    data = {key: value for key, value in document.items() if key != "redirects"}
+    summary = summarize(data, settings.WIKIDATA_LANGUAGE)
+    return WikidataEntity(
+        wikidata_id=entity_id,
+        entity_type=summary.entity_type,
+        label=summary.label,
+        description=summary.description,
+        data=data,
+        lastrevid=summary.lastrevid,
+        modified=summary.modified,
+        fetched_at=now,
+    )
+
+
+def _outcome(
+    asked_id: str,
+    status: Status,
+    run_id: int | None,
+    now: Any,
+    *,
+    entity_id: str | None = None,
+    error: str = "",
+    attempts: int = 0,
+) -> ImportOutcome:
+    return ImportOutcome(
         wikidata_id=asked_id,
         status=status,
         entity_id=entity_id,
         error=error,
         attempts=attempts,
         run_id=run_id,
-        updated_at=timezone.now(),
+        updated_at=now,
     )
-    with transaction.atomic():
-        ImportOutcome.objects.bulk_create(
-            [outcome],
-            update_conflicts=True,
-            unique_fields=["wikidata_id"],
-            update_fields=["status", "entity", "error", "attempts", "run", "updated_at"],
-        )
-        if run_id is not None:
-            ImportRun.objects.filter(pk=run_id).update(finished=F("finished") + 1)
+
+
+def _save_outcomes(outcomes: list[ImportOutcome], run_id: int | None) -> None:
+    """Upsert outcomes and count them for their run; call inside a transaction."""
+    ImportOutcome.objects.bulk_create(
+        outcomes, update_conflicts=True, unique_fields=["wikidata_id"], update_fields=OUTCOME_FIELDS
+    )
+    if run_id is not None:
+        ImportRun.objects.filter(pk=run_id).update(finished=F("finished") + len(outcomes))

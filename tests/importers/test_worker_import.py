@@ -53,7 +53,7 @@ def test_the_worker_imports_every_kind_of_entity(served: StandInWikidata, live: 
 def test_without_wait_the_command_reports_what_it_enqueued(served: StandInWikidata, live: LiveWorker) -> None:
     output = import_wikidata("Q1022", "P31")
     run = ImportRun.objects.get()
-    assert output == f"Enqueued 2 import tasks (run {run.pk}).\n"
+    assert output == f"Enqueued 2 import tasks for 2 ids (run {run.pk}).\n"
     output = import_wikidata("Q1022", "P31", "--wait")  # waits for its own run only
     assert output.splitlines()[-1] == "Every id was imported."
 

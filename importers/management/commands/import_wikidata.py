@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from config.celery_app import app
 from core.registry import registry
 from importers.entity_ids import InvalidEntityId, SourcedId, normalize, read_ids
+from importers.fetch import MAX_BATCH
 from importers.importers import EnqueueFailed, WikidataImporter
 from importers.models import ImportOutcome, ImportRun
 
@@ -44,6 +45,14 @@ class Command(BaseCommand):
             "--wait", action="store_true", help="With a broker: show progress until every id has an outcome."
         )
         parser.add_argument("--sync", action="store_true", help="Run in this process even with a broker.")
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=1,
+            choices=range(1, MAX_BATCH + 1),
+            metavar="N",
+            help=f"Fetch N ids (1 to {MAX_BATCH}) per task with one wbgetentities request; default 1.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         with ExitStack() as stack:
@@ -53,7 +62,12 @@ class Command(BaseCommand):
             run = self.start_run()
             importer = cast(WikidataImporter, registry["WikidataImporter"]())
             try:
-                sent = importer.import_bulk(self.valid_ids(source), run_id=run.pk, in_process=in_process)
+                sent = importer.import_bulk(
+                    self.valid_ids(source),
+                    run_id=run.pk,
+                    in_process=in_process,
+                    batch_size=options["batch_size"],
+                )
             except EnqueueFailed as error:
                 ImportRun.objects.filter(pk=run.pk).update(requested=error.sent)
                 self.report_not_enqueued(source, valid, error)
@@ -61,7 +75,8 @@ class Command(BaseCommand):
         if in_process:
             self.print_outcomes(run)
         else:
-            self.stdout.write(f"Enqueued {sent} import tasks (run {run.pk}).")
+            tasks = -(-sent // options["batch_size"])
+            self.stdout.write(f"Enqueued {tasks} import tasks for {sent} ids (run {run.pk}).")
             if not options["wait"]:
                 return
             self.wait_for(run, sent)
