@@ -11,7 +11,6 @@ from __future__ import annotations
 import email.message
 import functools
 import io
-import json
 import time
 import urllib.error
 import urllib.parse
@@ -24,6 +23,8 @@ import urllib3
 from django.conf import settings
 from wikidata.client import Client
 from wikidata.entity import EntityId, EntityState
+
+from .fields import loads
 
 __all__ = (
     "Batch",
@@ -154,7 +155,7 @@ def fetch_batch(entity_ids: list[str]) -> Batch:
             message = f"HTTP {response.status} {response.reason} after {attempts} attempts"
             raise FetchFailed(f"wbgetentities: {message}", attempts)
         try:
-            body = json.loads(response.data)
+            body = loads(response.data)
         except ValueError as not_json:
             raise FetchFailed(f"wbgetentities: the response is not JSON ({not_json})", attempts) from None
         api_error = body.get("error") if isinstance(body, dict) else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from .fields import DocumentField
+
 
 class WikidataEntity(models.Model):
     """One entity document, stored whole, as Wikidata sent it."""
@@ -12,7 +14,7 @@ class WikidataEntity(models.Model):
     entity_type = models.CharField(max_length=32, help_text="item, property, lexeme, ...")
     label = models.TextField(blank=True, help_text="In WIKIDATA_LANGUAGE, or a fallback; a lexeme's lemma.")
     description = models.TextField(blank=True)
-    data = models.JSONField(help_text="The whole entity document.")
+    data = DocumentField(help_text="The whole entity document.")
     lastrevid = models.BigIntegerField(null=True, help_text="Wikidata's revision of this document.")
     modified = models.DateTimeField(null=True, help_text="When Wikidata last changed the entity.")
     fetched_at = models.DateTimeField(help_text="When this document was fetched.")
