@@ -207,3 +207,21 @@ def test_chord_collects_results_into_the_body() -> None:
     body = Recorder().echo.as_task.s(kind="sum")
     result = chord([Recorder().add.as_task.si(1, 1), Recorder().add.as_task.si(2, 2)])(body)
     assert result.get()["value"] == "[2, 4]"
+
+
+def test_a_delay_beyond_the_visibility_window_is_refused(settings: Any) -> None:
+    settings.IMPORTER_MAX_COUNTDOWN = 60
+    sender = Recorder().add.as_task
+    with pytest.raises(ValueError, match="beyond IMPORTER_MAX_COUNTDOWN"):
+        sender.apply_async(args=(1, 2), countdown=61)
+    with pytest.raises(ValueError, match="beyond IMPORTER_MAX_COUNTDOWN"):
+        sender.apply_async(args=(1, 2), eta=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1))
+    assert sender.apply_async(args=(1, 2), countdown=60).get() == 3
+
+
+def test_an_importer_can_send_its_tasks_to_a_queue_of_its_own() -> None:
+    from importers.importers import WikidataImporter
+
+    signature = WikidataImporter().import_single.as_task.si("Q1022")
+    assert signature.options["queue"] == WikidataImporter.queue
+    assert "queue" not in Recorder().add.as_task.si(1, 2).options
