@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.signals import before_task_publish
 from django.conf import settings
 from django.db import connection
 
@@ -116,3 +117,16 @@ def live(live_worker: LiveWorker) -> Iterator[LiveWorker]:
         yield live_worker
     finally:
         app.conf.CELERY_TASK_ALWAYS_EAGER = True
+
+
+@pytest.fixture
+def published() -> Iterator[list[dict[str, Any]]]:
+    """The messages published while the test runs (none in eager mode), as Celery's signal gives them."""
+    sent: list[dict[str, Any]] = []
+
+    def collect(**kwargs: Any) -> None:
+        sent.append(kwargs)
+
+    before_task_publish.connect(collect, weak=False)
+    yield sent
+    before_task_publish.disconnect(collect)  # type: ignore[attr-defined]

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from celery import chain, chord, group
-from celery.signals import before_task_publish
 from django.contrib.auth.models import User
 
 from core.importer import BaseImporter, TaskSender, as_task
@@ -90,19 +89,6 @@ def test_a_method_that_is_not_a_task_method_has_no_as_task() -> None:
 def test_as_task_only_decorates_functions() -> None:
     with pytest.raises(TypeError, match="plain method"):
         as_task(print)
-
-
-@pytest.fixture
-def published() -> Iterator[list[dict[str, Any]]]:
-    """Messages that reached the publishing step (none do in eager mode; see the live tests)."""
-    sent: list[dict[str, Any]] = []
-
-    def collect(**kwargs: Any) -> None:
-        sent.append(kwargs)
-
-    before_task_publish.connect(collect, weak=False)
-    yield sent
-    before_task_publish.disconnect(collect)  # type: ignore[attr-defined]
 
 
 # Each call is wrong on purpose; mypy sees most of them too (see the header of this file).

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import ast
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from celery import chain, chord, group
-from celery.signals import before_task_publish
 
 from config.celery_app import app
 from tests.conftest import LiveWorker
@@ -53,18 +51,6 @@ def test_sets_and_tuples_survive_the_broker(live: LiveWorker) -> None:
     result = Recorder().echo.as_task(value, kind="wire").get(timeout=TIMEOUT)
     assert result["type"] == "dict"
     assert same(ast.literal_eval(result["value"]), value)
-
-
-@pytest.fixture
-def published() -> Iterator[list[dict[str, Any]]]:
-    sent: list[dict[str, Any]] = []
-
-    def collect(**kwargs: Any) -> None:
-        sent.append(kwargs)
-
-    before_task_publish.connect(collect, weak=False)
-    yield sent
-    before_task_publish.disconnect(collect)  # type: ignore[attr-defined]
 
 
 def test_the_message_carries_only_key_method_and_json_arguments(

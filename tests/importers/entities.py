@@ -57,47 +57,37 @@ LEXEME = {
 }
 
 
-def _time_claim(calendar: str) -> dict[str, Any]:
-    value = {
-        "time": "+1214-00-00T00:00:00Z",
-        "timezone": 0,
-        "before": 0,
-        "after": 0,
-        "precision": 9,
-        "calendarmodel": f"http://www.wikidata.org/entity/{calendar}",
-    }
+def _claim(prop: str, datatype: str, value: dict[str, Any], number: int) -> dict[str, Any]:
     return {
         "mainsnak": {
             "snaktype": "value",
-            "property": "P571",
-            "datavalue": {"value": value, "type": "time"},
-            "datatype": "time",
+            "property": prop,
+            "datavalue": {"value": value, "type": datatype},
+            "datatype": datatype,
         },
         "type": "statement",
-        "id": "Q2090$1",
+        "id": f"Q2090${number}",
         "rank": "normal",
     }
 
 
-def _quantity_claim() -> dict[str, Any]:
-    value = {"amount": "+626275", "unit": "1"}
-    return {
-        "mainsnak": {
-            "snaktype": "value",
-            "property": "P1082",
-            "datavalue": {"value": value, "type": "quantity"},
-            "datatype": "quantity",
-        },
-        "type": "statement",
-        "id": "Q2090$2",
-        "rank": "normal",
-    }
-
+JULIAN_DATE = {
+    "time": "+1214-00-00T00:00:00Z",
+    "timezone": 0,
+    "before": 0,
+    "after": 0,
+    "precision": 9,
+    "calendarmodel": "http://www.wikidata.org/entity/Q1985786",
+}
+POPULATION = {"amount": "+626275", "unit": "1"}
 
 # Claims the wikidata package cannot decode: a Julian-calendar date and a quantity.
 UNDECODABLE = item(
     "Q2090",
     "Nuremberg",
     "city in Bavaria",
-    claims={"P571": [_time_claim("Q1985786")], "P1082": [_quantity_claim()]},
+    claims={
+        "P571": [_claim("P571", "time", JULIAN_DATE, 1)],
+        "P1082": [_claim("P1082", "quantity", POPULATION, 2)],
+    },
 )

@@ -12,19 +12,11 @@ from django.core.management.base import CommandError
 from importers.fetch import fetch_batch
 from importers.importers import WikidataImporter, chunked
 from importers.models import ImportOutcome, ImportRun, WikidataEntity, WikidataRedirect
-from tests.importers.entities import HUMAN, LEXEME, PROPERTY, STUTTGART, item
+from tests.importers.entities import HUMAN, STUTTGART, item
 from tests.support.wikidata_server import Fault, StandInWikidata
 
 pytestmark = pytest.mark.django_db
 Status = ImportOutcome.Status
-
-
-@pytest.fixture
-def served(wikidata: StandInWikidata) -> StandInWikidata:
-    for document in (STUTTGART, HUMAN, PROPERTY, LEXEME):
-        wikidata.add_entity(document)
-    wikidata.add_redirect("Q99999", "Q1022")
-    return wikidata
 
 
 def api_requests(server: StandInWikidata) -> list[str]:

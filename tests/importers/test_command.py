@@ -6,28 +6,13 @@ import io
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from importers.models import ImportOutcome, ImportRun, WikidataEntity
-from tests.importers.entities import HUMAN, LEXEME, PROPERTY, STUTTGART
+from tests.importers.conftest import import_wikidata
 from tests.support.wikidata_server import StandInWikidata
 
 pytestmark = pytest.mark.django_db
-
-
-def import_wikidata(*args: str) -> str:
-    out = io.StringIO()
-    call_command("import_wikidata", *args, stdout=out, stderr=io.StringIO())
-    return out.getvalue()
-
-
-@pytest.fixture
-def served(wikidata: StandInWikidata) -> StandInWikidata:
-    for document in (STUTTGART, HUMAN, PROPERTY, LEXEME):
-        wikidata.add_entity(document)
-    wikidata.add_redirect("Q99999", "Q1022")
-    return wikidata
 
 
 def test_each_id_is_printed_with_its_outcome_and_label(served: StandInWikidata) -> None:

@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from importers.models import ImportOutcome, ImportRun, WikidataEntity, WikidataRedirect
 from tests.conftest import LiveWorker
-from tests.importers.entities import HUMAN, LEXEME, PROPERTY, STUTTGART
+from tests.importers.conftest import import_wikidata
 from tests.support.wikidata_server import StandInWikidata
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the worker must see what the test commits
-
-
-@pytest.fixture
-def served(wikidata: StandInWikidata) -> StandInWikidata:
-    for document in (STUTTGART, HUMAN, PROPERTY, LEXEME):
-        wikidata.add_entity(document)
-    wikidata.add_redirect("Q99999", "Q1022")
-    return wikidata
-
-
-def import_wikidata(*args: str) -> str:
-    out = io.StringIO()
-    call_command("import_wikidata", *args, stdout=out, stderr=io.StringIO())
-    return out.getvalue()
 
 
 def test_the_worker_imports_every_kind_of_entity(served: StandInWikidata, live: LiveWorker) -> None:

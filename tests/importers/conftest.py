@@ -1,0 +1,27 @@
+"""Fixtures of the importer tests: a stand-in Wikidata serving one entity of each kind."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from tests.importers.entities import HUMAN, LEXEME, PROPERTY, STUTTGART
+from tests.support.wikidata_server import StandInWikidata
+
+
+@pytest.fixture
+def served(wikidata: StandInWikidata) -> StandInWikidata:
+    """A city, a human, a property, a lexeme, and ``Q99999`` merged into the city."""
+    for document in (STUTTGART, HUMAN, PROPERTY, LEXEME):
+        wikidata.add_entity(document)
+    wikidata.add_redirect("Q99999", "Q1022")
+    return wikidata
+
+
+def import_wikidata(*args: str) -> str:
+    """Run the command; return what it printed."""
+    out = io.StringIO()
+    call_command("import_wikidata", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
