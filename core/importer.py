@@ -23,6 +23,7 @@ from .arguments import json_round_trip, pack
 from .registry import registry
 
 if TYPE_CHECKING:
+    from celery import Celery
     from celery.canvas import Signature
     from celery.result import AsyncResult, EagerResult
 
@@ -141,6 +142,13 @@ class TaskSender(Generic[P]):
         self._method = method
 
     @property
+    def app(self) -> Celery:
+        """The Celery app the method caller belongs to."""
+        from .tasks import call_importer_method
+
+        return call_importer_method.app
+
+    @property
     def label(self) -> str:
         """``"<importer key>.<method>"``: how the call shows in worker logs and monitoring."""
         return f"{self.importer_name}.{self.method_name}"
@@ -169,6 +177,7 @@ class TaskSender(Generic[P]):
             # A worker must not act on data the caller may still roll back: send after commit.
             # (An eager call runs inside the transaction, and rolls back with it.)
             task_id = options.setdefault("task_id", uuid())
+            options.pop("producer", None)  # it may be released by the time of the commit
             transaction.on_commit(functools.partial(call_importer_method.apply_async, message, **options))
             return call_importer_method.AsyncResult(task_id)
         return call_importer_method.apply_async(message, **options)

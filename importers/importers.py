@@ -1,4 +1,4 @@
-"""The Wikidata importer: one Celery task per entity id."""
+"""The Wikidata importer: one Celery task per entity id, or per batch of up to 50 ids."""
 
 from __future__ import annotations
 
@@ -64,23 +64,23 @@ class WikidataImporter(BaseImporter):
         """
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}, not {batch_size}")
+        sender: TaskSender[Any] = self.import_single.as_task if batch_size == 1 else self.import_batch.as_task
         sent = 0
-        sender: TaskSender[Any]
-        kwargs: dict[str, Any]
-        for chunk in chunked(wikidata_ids, batch_size):
-            if batch_size == 1:
-                sender, kwargs = self.import_single.as_task, {"wikidata_id": chunk[0], "run_id": run_id}
-            else:
-                sender = self.import_batch.as_task
-                kwargs = {"wikidata_ids": chunk, "run_id": run_id, "in_process": in_process}
-            try:
-                if in_process:
-                    sender.apply(kwargs=kwargs)
+        # One producer (one broker connection) for the whole loop, rather than one per message.
+        with self.import_single.as_task.app.producer_or_acquire() as producer:  # type: ignore[attr-defined]
+            for chunk in chunked(wikidata_ids, batch_size):
+                if batch_size == 1:
+                    kwargs: dict[str, Any] = {"wikidata_id": chunk[0], "run_id": run_id}
                 else:
-                    sender.apply_async(kwargs=kwargs)
-            except OperationalError as error:  # the broker is unreachable, after publish retries
-                raise EnqueueFailed(sent, chunk[0], error) from error
-            sent += len(chunk)
+                    kwargs = {"wikidata_ids": chunk, "run_id": run_id, "in_process": in_process}
+                try:
+                    if in_process:
+                        sender.apply(kwargs=kwargs)
+                    else:
+                        sender.apply_async(kwargs=kwargs, producer=producer)
+                except OperationalError as error:  # the broker is unreachable, after publish retries
+                    raise EnqueueFailed(sent, chunk[0], error) from error
+                sent += len(chunk)
         return sent
 
     @as_task
