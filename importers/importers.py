@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -67,7 +68,9 @@ class WikidataImporter(BaseImporter):
         sender: TaskSender[Any] = self.import_single.as_task if batch_size == 1 else self.import_batch.as_task
         sent = 0
         # One producer (one broker connection) for the whole loop, rather than one per message.
-        with self.import_single.as_task.app.producer_or_acquire() as producer:  # type: ignore[attr-defined]
+        app = sender.app
+        sending = not (in_process or app.conf.task_always_eager)
+        with app.producer_or_acquire() if sending else nullcontext() as producer:  # type: ignore[union-attr]
             for chunk in chunked(wikidata_ids, batch_size):
                 if batch_size == 1:
                     kwargs: dict[str, Any] = {"wikidata_id": chunk[0], "run_id": run_id}
@@ -77,7 +80,7 @@ class WikidataImporter(BaseImporter):
                     if in_process:
                         sender.apply(kwargs=kwargs)
                     else:
-                        sender.apply_async(kwargs=kwargs, producer=producer)
+                        sender.apply_async(kwargs=kwargs, producer=producer)  # None when eager
                 except OperationalError as error:  # the broker is unreachable, after publish retries
                     raise EnqueueFailed(sent, chunk[0], error) from error
                 sent += len(chunk)
