@@ -77,6 +77,7 @@ class ImportOutcome(models.Model):
     run = models.ForeignKey(
         ImportRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="outcomes"
     )
+    task_id = models.CharField(max_length=255, blank=True, help_text="The Celery task that recorded it.")
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:

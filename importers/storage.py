@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from celery import current_task
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -17,7 +18,7 @@ from .models import ImportOutcome, ImportRun, WikidataEntity, WikidataRedirect
 Status = ImportOutcome.Status
 
 ENTITY_FIELDS = ["entity_type", "label", "description", "data", "lastrevid", "modified", "fetched_at"]
-OUTCOME_FIELDS = ["status", "entity", "error", "attempts", "run", "updated_at"]
+OUTCOME_FIELDS = ["status", "entity", "error", "attempts", "run", "task_id", "updated_at"]
 
 
 def store(asked_id: str, fetched: Fetched, run_id: int | None) -> Status:
@@ -128,9 +129,26 @@ def _outcome(
 
 
 def _save_outcomes(outcomes: list[ImportOutcome], run_id: int | None) -> None:
-    """Upsert outcomes and count them for their run; call inside a transaction."""
+    """Upsert outcomes and count them for their run; call inside a transaction.
+
+    Delivery is at least once: a task may run again (a worker died before acknowledging it).
+    An id that the same task already counted for the run is not counted again, so that
+    ``import_wikidata --wait`` does not stop before every id has an outcome.
+    """
+    task_id = getattr(getattr(current_task, "request", None), "id", None) or ""
+    counted: set[str] = set()
+    if run_id is not None:
+        # Two copies of one task take turns on the run's row (PostgreSQL; SQLite locks it all).
+        list(ImportRun.objects.select_for_update().filter(pk=run_id).values_list("pk"))
+        if task_id:
+            asked = [outcome.wikidata_id for outcome in outcomes]
+            already = ImportOutcome.objects.filter(pk__in=asked, run_id=run_id, task_id=task_id)
+            counted = set(already.values_list("pk", flat=True))
+    for outcome in outcomes:
+        outcome.task_id = task_id
     ImportOutcome.objects.bulk_create(
         outcomes, update_conflicts=True, unique_fields=["wikidata_id"], update_fields=OUTCOME_FIELDS
     )
-    if run_id is not None:
-        ImportRun.objects.filter(pk=run_id).update(finished=F("finished") + len(outcomes))
+    new = sum(outcome.wikidata_id not in counted for outcome in outcomes)
+    if run_id is not None and new:
+        ImportRun.objects.filter(pk=run_id).update(finished=F("finished") + new)

@@ -1,0 +1,1 @@
+"""Fault tests with real processes: workers, brokers, the stand-in Wikidata and the test database."""

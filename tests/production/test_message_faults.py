@@ -1,0 +1,270 @@
+"""Messages delivered twice, sent from transactions that roll back, or forged: the database stays right."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery.utils import uuid
+from django.conf import settings
+from django.db import transaction
+from kombu import Producer
+
+from config.celery_app import app
+from importers.importers import WikidataImporter
+from importers.models import ImportOutcome, ImportRun, WikidataEntity
+from tests.importers.entities import STUTTGART, item
+from tests.production.conftest import (
+    Deployment,
+    ProductionWorker,
+    RedisServer,
+    outcomes,
+    wait_until,
+)
+from tests.support.wikidata_server import Fault, StandInWikidata
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the workers must see what the test commits
+
+METHOD_CALLER = "core.call_importer_method"
+
+
+def send_message(message: list[Any], task_id: str) -> None:
+    """Publish a method-caller message as is, the way anything with access to the broker could."""
+    app.send_task(METHOD_CALLER, args=message, task_id=task_id, queue=settings.WIKIDATA_QUEUE)
+
+
+def succeeded(worker: ProductionWorker, task_id: str) -> int:
+    """How many times the worker ran ``task_id`` to the end."""
+    return worker.log_text().count(f"[{task_id}] succeeded")
+
+
+def database_state() -> tuple[list[Any], list[Any]]:
+    entities = list(WikidataEntity.objects.order_by("pk").values())
+    recorded = list(ImportOutcome.objects.order_by("pk").values("wikidata_id", "entity_id", "error"))
+    return entities, recorded
+
+
+# Scenario: the same task delivered twice (at-least-once delivery does that).
+
+
+def test_a_message_delivered_twice_leaves_one_row_and_the_same_database_state(
+    private_redis: RedisServer, deploy: Callable[..., Deployment], wikidata: StandInWikidata
+) -> None:
+    wikidata.add_entity(STUTTGART)
+    # Both deliveries wait for their answers at the same time, so that their writes race.
+    wikidata.add_fault("Q1022", Fault.hang(0.5), times=2)
+    site = deploy(private_redis.url)
+    worker = site.worker("a", concurrency=2)
+    message = ["WikidataImporter", "import_single", [], {"wikidata_id": "Q1022"}]
+    task_id = uuid()
+
+    send_message(message, task_id)
+    send_message(message, task_id)  # the same message, same task id, a second time
+    wait_until(lambda: succeeded(worker, task_id) == 2, why=site.logs)
+    assert wikidata.count("Q1022") == 2  # both deliveries ran
+    after_two = database_state()
+    assert [row["wikidata_id"] for row in after_two[0]] == ["Q1022"]
+    assert after_two[1] == [{"wikidata_id": "Q1022", "entity_id": "Q1022", "error": ""}]
+    assert ImportOutcome.objects.get().status in ("imported", "unchanged")
+
+    send_message(message, task_id)  # and once more, after the others finished
+    wait_until(lambda: succeeded(worker, task_id) == 3, why=site.logs)
+    assert database_state() == after_two  # not even fetched_at was rewritten
+    assert ImportOutcome.objects.get().status == "unchanged"
+
+
+def test_a_message_delivered_twice_counts_once_in_its_runs_progress(
+    private_redis: RedisServer, deploy: Callable[..., Deployment], wikidata: StandInWikidata
+) -> None:
+    """``import_wikidata --wait`` stops when ``finished`` reaches ``requested``.
+
+    If a redelivered task counts twice, the command stops, and reports, before every id of the
+    run has its outcome; so a run must count each task once, however often it is delivered.
+    """
+    wikidata.add_entity(STUTTGART)
+    site = deploy(private_redis.url)
+    worker = site.worker("a", concurrency=1)
+    run = ImportRun.objects.create(requested=1)  # as import_wikidata does, for one id
+    message = ["WikidataImporter", "import_single", [], {"wikidata_id": "Q1022", "run_id": run.pk}]
+    task_id = uuid()
+
+    for delivery in (1, 2):
+        send_message(message, task_id)
+        wait_until(lambda: succeeded(worker, task_id) == delivery, why=site.logs)  # noqa: B023
+    run.refresh_from_db()
+    assert (run.requested, run.finished) == (1, 1)
+
+
+# Scenario: tasks sent inside a transaction.
+
+
+def test_a_task_sent_in_a_transaction_that_rolls_back_never_runs(
+    private_redis: RedisServer,
+    deploy: Callable[..., Deployment],
+    wikidata: StandInWikidata,
+    publications: list[str],
+) -> None:
+    wikidata.add_entity(STUTTGART)
+    wikidata.add_entity(item("Q64", "Berlin"))
+    site = deploy(private_redis.url)
+    # One pool process takes one message at a time, in order: once a task sent later has run,
+    # anything sent before it would have run too.
+    site.worker("a", concurrency=1)
+
+    def send_then_roll_back() -> None:
+        with transaction.atomic():
+            WikidataImporter().import_single.as_task(wikidata_id="Q1022")
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError, match="rolled back"):
+        send_then_roll_back()
+    assert publications == []  # nothing was published
+
+    sent_after = WikidataImporter().import_single.as_task(wikidata_id="Q64")
+    assert site.wait_for_outcomes(["Q64"]) == {"Q64": "imported"}
+    assert publications == [sent_after.id]
+    assert wikidata.count("Q1022") == 0
+    assert outcomes(["Q1022"]) == {}
+    assert not WikidataEntity.objects.filter(pk="Q1022").exists()
+
+
+def test_a_task_sent_in_a_transaction_runs_after_it_commits(
+    private_redis: RedisServer,
+    deploy: Callable[..., Deployment],
+    wikidata: StandInWikidata,
+    publications: list[str],
+) -> None:
+    wikidata.add_entity(STUTTGART)
+    site = deploy(private_redis.url)
+    site.worker("a", concurrency=1)
+
+    with transaction.atomic():
+        # The task refers to a row of this transaction: run before the commit, it could not see it.
+        run = ImportRun.objects.create(requested=1)
+        sent = WikidataImporter().import_single.as_task(wikidata_id="Q1022", run_id=run.pk)
+        assert publications == []  # held back until the commit
+    assert publications == [sent.id]
+
+    assert site.wait_for_outcomes(["Q1022"]) == {"Q1022": "imported"}
+    assert ImportOutcome.objects.get().run_id == run.pk
+    run.refresh_from_db()
+    assert run.finished == 1
+
+
+# Scenario: forged messages straight onto the broker.
+
+
+@pytest.fixture(scope="module")
+def forgery_site(
+    tmp_path_factory: pytest.TempPathFactory, django_db_setup: None, standin: StandInWikidata
+) -> Iterator[tuple[RedisServer, Deployment, ProductionWorker]]:
+    """One broker and worker for every forged message: each test checks the worker still works."""
+    with (
+        RedisServer(tmp_path_factory.mktemp("redis")) as broker,
+        Deployment(broker.url, tmp_path_factory.mktemp("workers"), standin) as site,
+    ):
+        # One pool process: the valid import sent after a forged message runs after it.
+        yield broker, site, site.worker("a", concurrency=1)
+
+
+class OpensAFile:
+    """Unpickled, it creates ``path``: what any code a pickled message could run stands for."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.path), "w"))
+
+
+def send_pickled(task_id: str, marker: Path) -> None:
+    """Publish, with kombu itself, a method-caller message whose body is a pickle."""
+    amqp: Any = app.amqp  # not in the type stubs
+    message = amqp.as_task_v2(
+        task_id, METHOD_CALLER, args=["WikidataImporter", "import_single", [], {"wikidata_id": "Q1022"}]
+    )
+    args, kwargs, embed = message.body
+    body = pickle.dumps(([*args, OpensAFile(marker)], kwargs, embed))
+    queue = amqp.queues[settings.WIKIDATA_QUEUE]
+    with app.connection_for_write() as connection:
+        Producer(connection).publish(
+            body,
+            exchange=queue.exchange,
+            routing_key=queue.routing_key,
+            declare=[queue],
+            content_type="application/x-python-serialize",
+            content_encoding="binary",
+            headers=message.headers,
+            **message.properties,
+        )
+
+
+# What each forged message is, and the reason the worker logs when it refuses it.
+FORGED: dict[str, tuple[list[Any] | None, str]] = {
+    "unknown importer": (
+        ["NoSuchImporter", "import_single", [], {"wikidata_id": "Q1022"}],
+        "No importer registered under 'NoSuchImporter'",
+    ),
+    "__init__": (
+        ["WikidataImporter", "__init__", [], {}],
+        "WikidataImporter.__init__ is not a declared task method",
+    ),
+    "undeclared method": (
+        # A callable attribute every importer class has, but not a declared task method.
+        ["WikidataImporter", "mro", [], {}],
+        "WikidataImporter.mro is not a declared task method",
+    ),
+    "args not a list": (
+        ["WikidataImporter", "import_single", "Q1022", {}],
+        "args must be a JSON list and kwargs a JSON object",
+    ),
+    "arguments that do not bind": (
+        ["WikidataImporter", "import_single", [], {"wikidata_id": "Q1022", "drop": True}],
+        "WikidataImporter.import_single(): got an unexpected keyword argument 'drop'",
+    ),
+    "too few parts": (
+        ["WikidataImporter", "import_single"],
+        "expected (importer_name, method_name, args, kwargs), got 2 arguments",
+    ),
+    # Refused by kombu before Celery reads it: the log has the body, not the task id.
+    "pickled": (
+        None,
+        "Received invalid task message: Refusing to deserialize untrusted content of type pickle",
+    ),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGED)
+def test_a_forged_message_is_refused_and_logged_without_side_effects_and_the_worker_goes_on(
+    forgery_site: tuple[RedisServer, Deployment, ProductionWorker],
+    wikidata: StandInWikidata,
+    tmp_path: Path,
+    forgery: str,
+) -> None:
+    broker, site, worker = forgery_site
+    message, reason = FORGED[forgery]
+    wikidata.add_entity(STUTTGART)
+    wikidata.add_entity(item("Q64", "Berlin"))
+    task_id = uuid()
+    marker = tmp_path / "unpickled"
+
+    if message is None:
+        send_pickled(task_id, marker)
+        refusal = reason
+    else:
+        send_message(message, task_id)
+        refusal = f"Refused {METHOD_CALLER}[{task_id}]: {reason}"
+    WikidataImporter().import_single.as_task(wikidata_id="Q64")  # the worker still works
+    assert site.wait_for_outcomes(["Q64"]) == {"Q64": "imported"}
+
+    wait_until(lambda: refusal in worker.log_text(), timeout=10, why=worker.log_tail)
+    assert wikidata.count("Q1022") == 0  # nothing was fetched for it, nothing stored
+    assert outcomes(["Q1022"]) == {}
+    assert list(WikidataEntity.objects.values_list("pk", flat=True)) == ["Q64"]
+    assert not marker.exists()  # the pickle was never loaded
+    # Refused means discarded: nothing waits in the queue or unacknowledged, to come back later.
+    assert broker.client().llen(settings.WIKIDATA_QUEUE) == 0
+    assert broker.client().hlen("unacked") == 0
