@@ -56,7 +56,7 @@ class LiveWorker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"celery worker exited at start-up:\n{self.log_tail()}")
-            if app.control.ping(destination=[self.nodename], timeout=0.5):
+            if app.control.ping(destination=[self.nodename], timeout=0.5, limit=1):
                 return
         raise RuntimeError(f"celery worker did not answer a ping within 30 s:\n{self.log_tail()}")
 
