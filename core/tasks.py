@@ -6,7 +6,9 @@ import inspect
 from typing import Any
 
 from celery import Task, shared_task
+from celery.signals import task_postrun, task_prerun
 from celery.utils.log import get_task_logger
+from django.db import close_old_connections
 
 from .arguments import unpack
 from .exceptions import InvalidTaskCall, NotRegistered, TaskFailed
@@ -16,6 +18,19 @@ from .registry import registry
 __all__ = ("call_importer_method",)
 
 logger = get_task_logger(__name__)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(task: Task[Any, Any] | None = None, **kwargs: Any) -> None:
+    """Drop database connections that are broken or past CONN_MAX_AGE, as Django does per request.
+
+    Workers keep their connection between tasks (CELERY_DB_REUSE_MAX); this keeps a connection
+    broken by a database restart from failing the tasks that follow. An eager task runs inside
+    its caller's transaction, whose connection is not ours to close.
+    """
+    if task is not None and not getattr(task.request, "is_eager", False):
+        close_old_connections()
 
 
 @shared_task(bind=True, name="core.call_importer_method", throws=(InvalidTaskCall, TaskFailed))

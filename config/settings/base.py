@@ -28,6 +28,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # SQLite in the project root is the embedded default: no server to set up.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
+# Keep a connection open between requests and tasks (a new PostgreSQL connection costs ~10 ms),
+# checking that it still works before reuse.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers take the lock when a transaction begins, and wait for it rather than fail:
     # the embedded mode has one process, but a test worker shares the file.
@@ -143,6 +147,9 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-publish-retry-policy
 # With the broker down, give up publishing within seconds and say so, rather than hang.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+# Celery's Django fixup closes the database connection around every task unless this is set
+# (then it does so every 2 x this many tasks); core.tasks drops broken or old connections instead.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-cancel-long-running-tasks-on-connection-loss
 # Acks-late tasks running when the broker connection is lost are redelivered anyway.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
