@@ -1,0 +1,1 @@
+"""Benchmarks of the importers and their Celery tasks: run ``python -m bench``."""
