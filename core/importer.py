@@ -172,6 +172,10 @@ class TaskSender(Generic[P]):
 
         message = self._message(tuple(args or ()), kwargs or {}, partial=False)
         options = self._options(options)
+        # What monitoring shows of the arguments. The message holds only basic data, so plain
+        # repr() is safe, and an order of magnitude cheaper than Celery's saferepr.
+        options.setdefault("argsrepr", repr(message)[:1024])
+        options.setdefault("kwargsrepr", "{}")
         eager = call_importer_method.app.conf.task_always_eager
         if not eager and transaction.get_connection().in_atomic_block:
             # A worker must not act on data the caller may still roll back: send after commit.
