@@ -37,6 +37,7 @@ class LiveWorker:
             "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND,
             "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
             "CELERY_TASK_ALWAYS_EAGER": "false",
+            "PYTHONUNBUFFERED": "1",  # the tests read the worker's log as it runs
             "RECORDER_LOG": str(self.recorder_log),
             **env,
         }
