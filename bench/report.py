@@ -101,10 +101,14 @@ def markdown(result: Result) -> str:
 
 
 def write(results: list[Result], order: list[str], path: Path = BENCHMARKS_MD) -> None:
-    """Rewrite the sections of ``results`` in ``path``; keep the other benchmarks' sections as they are."""
+    """Rewrite the sections of ``results`` in ``path``; keep the other sections as they are.
+
+    A section that is no benchmark's (``<!-- bench:analysis -->``, written by hand) stays at the end.
+    """
     sections = _sections(path.read_text(encoding="utf-8")) if path.exists() else {}
     sections.update({result.name: markdown(result) for result in results})
     body = [sections[name] for name in order if name in sections]
+    body += [text for name, text in sections.items() if name not in order]
     path.write_text(HEADER + "\n" + "\n\n".join(body) + "\n", encoding="utf-8")
 
 
