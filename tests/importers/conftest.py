@@ -10,6 +10,16 @@ from django.core.management import call_command
 from tests.importers.entities import HUMAN, LEXEME, PROPERTY, STUTTGART
 from tests.support.wikidata_server import StandInWikidata
 
+# The outcome of each id that ``served`` answers for, plus one it does not have.
+EVERY_KIND = {
+    "Q1022": "imported",
+    "Q7259": "imported",
+    "P31": "imported",
+    "L7": "imported",
+    "Q99999": "redirected",
+    "Q404": "missing",
+}
+
 
 @pytest.fixture
 def served(wikidata: StandInWikidata) -> StandInWikidata:
