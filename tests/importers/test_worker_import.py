@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.core.management.base import CommandError
+from django.db import connection
 
+from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, ImportRun, WikidataEntity, WikidataRedirect
 from tests.conftest import LiveWorker
 from tests.importers.conftest import EVERY_KIND, import_wikidata
@@ -39,3 +43,33 @@ def test_sync_runs_in_process_even_with_a_broker(served: StandInWikidata, live: 
     output = import_wikidata("Q1022", "--sync")
     assert output.splitlines()[0] == "Q1022  imported  Stuttgart"
     assert live.log.read_text().count("received") == received  # nothing went to the worker
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="needs a server to drop the worker's connection; CI runs this file on PostgreSQL too",
+)
+def test_a_worker_reconnects_when_the_database_drops_its_connection(
+    served: StandInWikidata, live: LiveWorker
+) -> None:
+    # Workers keep their connection between tasks; a database restart breaks it under them.
+    WikidataImporter().import_bulk(["Q1022"])
+    assert wait_for_outcomes(["Q1022"]) == {"Q1022": "imported"}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchall(), "the worker had no connection to drop"
+    WikidataImporter().import_bulk(["P31", "L7"])
+    assert wait_for_outcomes(["P31", "L7"]) == {"P31": "imported", "L7": "imported"}
+
+
+def wait_for_outcomes(ids: list[str], timeout: float = 15) -> dict[str, str]:
+    """The outcomes of ``ids`` once all have one, or what there is after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = dict(ImportOutcome.objects.filter(pk__in=ids).values_list("pk", "status"))
+        if len(found) == len(ids) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
