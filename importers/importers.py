@@ -110,7 +110,13 @@ class WikidataImporter(BaseImporter):
             batch = fetch_batch(valid)
         except (FetchFailed, SoftTimeLimitExceeded):
             return outcomes | self._one_by_one(valid, run_id, in_process)
-        outcomes |= {asked: str(status) for asked, status in storage.store_batch(batch, run_id).items()}
+        try:
+            stored = storage.store_batch(batch, run_id)
+        except Exception as error:
+            for asked in [*batch.documents, *batch.missing]:
+                storage.record(asked, Status.FAILED, run_id, error=f"could not store: {error!r}")
+            raise
+        outcomes |= {asked: str(status) for asked, status in stored.items()}
         return outcomes | self._one_by_one(batch.absent, run_id, in_process)
 
     def _one_by_one(self, wikidata_ids: list[str], run_id: int | None, in_process: bool) -> dict[str, str]:
@@ -151,4 +157,9 @@ class WikidataImporter(BaseImporter):
         except FetchFailed as error:
             storage.record(asked_id, Status.FAILED, run_id, error=str(error), attempts=error.attempts)
             raise TaskFailed(f"{asked_id} failed: {error}") from None
-        return storage.store(asked_id, fetched, run_id)
+        try:
+            return storage.store(asked_id, fetched, run_id)
+        except Exception as error:
+            # Nothing was stored (one transaction); say so, unless the database itself is down.
+            storage.record(asked_id, Status.FAILED, run_id, error=f"could not store: {error!r}")
+            raise

@@ -109,3 +109,16 @@ def test_the_batch_size_is_checked(served: StandInWikidata, size: str) -> None:
     with pytest.raises(CommandError, match=r"batch.size"):
         call_command("import_wikidata", "Q1022", "--batch-size", size, stdout=io.StringIO())
     assert served.requests == []
+
+
+def test_an_unexpected_error_while_storing_a_batch_is_recorded_for_each_id(
+    served: StandInWikidata, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_upsert(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(WikidataEntity.objects, "bulk_create", broken_upsert)
+    with pytest.raises(RuntimeError, match="disk full"):
+        WikidataImporter().import_batch(["Q1022", "Q404"])
+    assert dict(ImportOutcome.objects.values_list("pk", "status")) == {"Q1022": "failed", "Q404": "failed"}
+    assert not WikidataEntity.objects.exists()

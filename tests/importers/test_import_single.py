@@ -252,3 +252,20 @@ def test_two_imports_of_one_id_at_once_leave_one_row(wikidata: StandInWikidata) 
     assert errors == []
     assert WikidataEntity.objects.count() == 1
     assert ImportOutcome.objects.count() == 1
+
+
+def test_an_unexpected_error_while_storing_is_recorded_and_raised(
+    wikidata: StandInWikidata, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wikidata.add_entity(STUTTGART)
+
+    def broken_upsert(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(WikidataEntity.objects, "bulk_create", broken_upsert)
+    with pytest.raises(RuntimeError, match="disk full"):
+        import_single("Q1022")
+    failed = outcome("Q1022")
+    assert failed.status == Status.FAILED
+    assert "could not store: RuntimeError('disk full')" in failed.error
+    assert not WikidataEntity.objects.exists()
