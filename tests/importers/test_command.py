@@ -89,3 +89,12 @@ def test_usage_mistakes_are_command_errors(served: StandInWikidata, args: list[s
     with pytest.raises(CommandError, match=message):
         import_wikidata(*args)
     assert not WikidataEntity.objects.exists()
+
+
+def test_waiting_gives_up_after_the_timeout_saying_what_is_missing() -> None:
+    from importers.management.commands.import_wikidata import Command
+
+    run = ImportRun.objects.create(requested=3, finished=1)  # two tasks never report back
+    with pytest.raises(CommandError) as caught:
+        Command(stdout=io.StringIO(), stderr=io.StringIO()).wait_for(run, 3, timeout=0.2)
+    assert str(caught.value).startswith(f"Gave up waiting after 0.2 s: 2 of 3 ids of run {run.pk}")

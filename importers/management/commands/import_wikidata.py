@@ -44,6 +44,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--wait", action="store_true", help="With a broker: show progress until every id has an outcome."
         )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            metavar="SECONDS",
+            help="With --wait: give up waiting after this long (the tasks go on), and exit non-zero.",
+        )
         parser.add_argument("--sync", action="store_true", help="Run in this process even with a broker.")
         parser.add_argument(
             "--batch-size",
@@ -79,7 +85,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Enqueued {tasks} import tasks for {sent} ids (run {run.pk}).")
             if not options["wait"]:
                 return
-            self.wait_for(run, sent)
+            self.wait_for(run, sent, options["timeout"])
         self.summarize(run, valid)
 
     def start_run(self) -> ImportRun:
@@ -167,8 +173,13 @@ class Command(BaseCommand):
             line = f"{outcome.wikidata_id:<{widths['id']}}  {outcome.status:<{widths['status']}}  {label}"
             self.stdout.write(line.rstrip())
 
-    def wait_for(self, run: ImportRun, sent: int) -> None:
-        """Show a progress bar until every task of ``run`` has recorded an outcome."""
+    def wait_for(self, run: ImportRun, sent: int, timeout: float | None = None) -> None:
+        """Show a progress bar until every task of ``run`` has recorded an outcome.
+
+        Raises:
+            CommandError: ``timeout`` seconds passed first; says how many ids are still to come.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=Console(stderr=True)) as progress:
             bar = progress.add_task("import", total=sent)
@@ -177,7 +188,12 @@ class Command(BaseCommand):
                 progress.update(bar, completed=min(finished, sent))
                 if finished >= sent:
                     return
-                time.sleep(0.5)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise CommandError(
+                        f"Gave up waiting after {timeout:g} s: {sent - finished} of {sent} ids of run "
+                        f"{run.pk} have no outcome yet (the workers go on; see the admin's import outcomes)."
+                    )
+                time.sleep(min(0.5, timeout or 0.5))
 
     def summarize(self, run: ImportRun, requested: int) -> None:
         """Print counts per outcome; fail, naming the ids, unless every id succeeded."""
