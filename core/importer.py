@@ -23,7 +23,7 @@ from .arguments import json_round_trip, pack
 from .registry import registry
 
 if TYPE_CHECKING:
-    from celery import Celery
+    from celery import Celery, Task
     from celery.canvas import Signature
     from celery.result import AsyncResult, EagerResult
 
@@ -142,11 +142,16 @@ class TaskSender(Generic[P]):
         self._method = method
 
     @property
+    def task(self) -> Task[Any, Any]:
+        """The method caller, the one Celery task every call is sent as."""
+        from .tasks import call_importer_method  # core.tasks imports this module
+
+        return call_importer_method
+
+    @property
     def app(self) -> Celery:
         """The Celery app the method caller belongs to."""
-        from .tasks import call_importer_method
-
-        return call_importer_method.app
+        return self.task.app
 
     @property
     def label(self) -> str:
@@ -168,8 +173,7 @@ class TaskSender(Generic[P]):
         **options: Any,
     ) -> AsyncResult[Any]:
         """Send the call with Celery's options (``countdown``, ``queue``, ...); return its ``AsyncResult``."""
-        from .tasks import call_importer_method
-
+        call_importer_method = self.task
         message = self._message(tuple(args or ()), kwargs or {}, partial=False)
         options = self._options(options)
         # What monitoring shows of the arguments. The message holds only basic data, so plain
@@ -194,10 +198,8 @@ class TaskSender(Generic[P]):
         The message takes the same path as on a worker: JSON round trip, registry lookup,
         allow-list. A failure is kept in the result, not raised.
         """
-        from .tasks import call_importer_method
-
         message = self._message(tuple(args or ()), kwargs or {}, partial=False)
-        return call_importer_method.apply(json_round_trip(message), shadow=self.label)  # type: ignore[call-arg]
+        return self.task.apply(json_round_trip(message), shadow=self.label)  # type: ignore[call-arg]
 
     def s(self, *args: Any, **kwargs: Any) -> Signature[Any]:
         """Return a Celery signature of the call for ``chain``, ``group`` and ``chord``.
@@ -223,9 +225,7 @@ class TaskSender(Generic[P]):
         return (self.importer_name, self.method_name, packed_args, packed_kwargs)
 
     def _signature(self, message: tuple[Any, ...], *, immutable: bool) -> Signature[Any]:
-        from .tasks import call_importer_method
-
-        return call_importer_method.signature(message, immutable=immutable, **self._options({}))
+        return self.task.signature(message, immutable=immutable, **self._options({}))
 
     def _options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Celery options with the importer's defaults (name shown in logs, queue) filled in.
