@@ -22,7 +22,10 @@ def test_the_worker_imports_every_kind_of_entity(served: StandInWikidata, live: 
         import_wikidata("Q1022", "Q7259", "P31", "L7", "Q99999", "Q404", "--wait")
     assert str(caught.value) == "1 id was not imported:\n  Q404: missing: Q404: no such entity (HTTP 404)"
     statuses = dict(ImportOutcome.objects.values_list("wikidata_id", "status"))
-    assert statuses == EVERY_KIND
+    # Q99999 redirects to Q1022: on a worker with several processes either task may store the
+    # document first, and the other then finds the same revision stored.
+    assert statuses.pop("Q1022") in ("imported", "unchanged")
+    assert statuses == {key: value for key, value in EVERY_KIND.items() if key != "Q1022"}
     assert WikidataEntity.objects.get(pk="L7").label == "cat"
     assert WikidataRedirect.objects.get(pk="Q99999").target_id == "Q1022"
     run = ImportRun.objects.get()
