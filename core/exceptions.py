@@ -29,3 +29,15 @@ class TaskFailed(ImporterError):
 
     The task fails and the failure is logged in one line, without a traceback.
     """
+
+
+class EnqueueFailed(ImporterError):
+    """The broker could not be reached (after Celery's publish retries) while sending calls.
+
+    ``sent`` calls went out before the failure; the one that failed and any after it did not.
+    The broker's own error is the ``__cause__``.
+    """
+
+    def __init__(self, sent: int, error: Exception) -> None:
+        super().__init__(f"the broker could not be reached after {sent} sent: {error}")
+        self.sent = sent

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from celery import current_app
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-
-from config.celery_app import app
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -25,10 +24,10 @@ def _check_database() -> str:
 
 
 def _check_broker() -> str:
-    if app.conf.task_always_eager:
+    if current_app.conf.task_always_eager:
         return "none: tasks run in process"
     try:
-        with app.connection_for_write() as broker:
+        with current_app.connection_for_write() as broker:
             broker.ensure_connection(max_retries=1, timeout=2)
     except Exception as error:
         return f"error: {error}"

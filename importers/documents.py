@@ -1,4 +1,4 @@
-"""What the importer reads out of an entity document: type, label, description, revision."""
+"""Entity documents as fetched, and what the importer reads out of one: type, label, revision."""
 
 from __future__ import annotations
 
@@ -9,10 +9,33 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
-__all__ = ("Summary", "summarize")
+__all__ = ("Batch", "Fetched", "Summary", "summarize")
 
 # Wikidata's language-neutral labels ("mul"), then English, before any other language.
 FALLBACK_LANGUAGES = ("mul", "en")
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An entity document, and the id it is stored under (the target's, for a redirect)."""
+
+    entity_id: str
+    document: Mapping[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one wbgetentities request gave, by the id asked for.
+
+    ``documents`` holds each found entity's document (the target's, for a redirect);
+    ``missing`` the ids Wikidata does not have; ``absent`` the ids the response left out.
+    """
+
+    documents: dict[str, Mapping[str, Any]]
+    missing: list[str]
+    absent: list[str]
+    attempts: int
 
 
 @dataclass(frozen=True)

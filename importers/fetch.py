@@ -16,7 +16,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import urllib3
@@ -24,15 +23,14 @@ from django.conf import settings
 from wikidata.client import Client
 from wikidata.entity import EntityId, EntityState
 
-from .fields import loads
+from .documents import Batch, Fetched
+from .jsoncodec import loads
 
 __all__ = (
-    "Batch",
     "EntityInvalid",
     "EntityMissing",
     "FetchError",
     "FetchFailed",
-    "Fetched",
     "fetch_batch",
     "fetch_entity",
 )
@@ -65,15 +63,6 @@ class EntityInvalid(FetchError):
 
 class FetchFailed(FetchError):
     """The request failed for good: retries exhausted, refused, or an unusable response."""
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """An entity document, and the id it is stored under (the target's, for a redirect)."""
-
-    entity_id: str
-    document: Mapping[str, Any]
-    attempts: int
 
 
 def fetch_entity(entity_id: str) -> Fetched:
@@ -116,20 +105,6 @@ def fetch_entity(entity_id: str) -> Fetched:
             opener.attempts,
         )
     return Fetched(str(entity.id), document, opener.attempts)
-
-
-@dataclass(frozen=True)
-class Batch:
-    """What one wbgetentities request gave, by the id asked for.
-
-    ``documents`` holds each found entity's document (the target's, for a redirect);
-    ``missing`` the ids Wikidata does not have; ``absent`` the ids the response left out.
-    """
-
-    documents: dict[str, Mapping[str, Any]]
-    missing: list[str]
-    absent: list[str]
-    attempts: int
 
 
 def fetch_batch(entity_ids: list[str]) -> Batch:

@@ -47,6 +47,25 @@ class ImportRun(models.Model):
     def __str__(self) -> str:
         return f"Run {self.pk}: {self.finished}/{self.requested}"
 
+    def set_requested(self, requested: int) -> None:
+        """Keep how many ids were sent for this run."""
+        self.requested = requested
+        ImportRun.objects.filter(pk=self.pk).update(requested=requested)
+
+    def finished_now(self) -> int:
+        """Return how many of its ids have an outcome now, as the workers count them."""
+        self.finished = ImportRun.objects.values_list("finished", flat=True).get(pk=self.pk)
+        return self.finished
+
+    def status_counts(self) -> dict[str, int]:
+        """Return how many of its ids ended in each outcome, in the order of ``ImportOutcome.Status``."""
+        counts = dict(self.outcomes.values_list("status").annotate(count=models.Count("pk")))
+        return {status: counts[status] for status in ImportOutcome.Status if counts.get(status)}
+
+    def unsuccessful(self) -> models.QuerySet[ImportOutcome]:
+        """Return its outcomes that are not a success, oldest id first."""
+        return self.outcomes.exclude(status__in=ImportOutcome.SUCCESSFUL).order_by("pk")
+
 
 class ImportOutcome(models.Model):
     """The latest outcome of importing one requested id."""

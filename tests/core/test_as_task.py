@@ -1,11 +1,12 @@
 """``@as_task`` in the embedded mode (no broker): the same message, the same checks, in process."""
 
 # Some calls here are wrong on purpose, to test the run-time checks that mypy also makes.
-# mypy: disable-error-code="call-arg, misc"
+# mypy: disable-error-code="call-arg, misc, arg-type"
 
 from __future__ import annotations
 
 import datetime
+import gc
 import inspect
 from collections.abc import Iterator
 from typing import Any
@@ -13,11 +14,14 @@ from typing import Any
 import pytest
 from celery import chain, chord, group
 from django.contrib.auth.models import User
+from django.dispatch import Signal
 
-from core.importer import BaseImporter, TaskSender, as_task
+from core.importer import BaseImporter, as_task
 from core.registry import registry
+from core.sender import TaskSender
 from core.tasks import call_importer_method
 from tests.example_app.importers import (
+    AbstractExample,
     BaseExample,
     ConcreteImporter,
     InheritingImporter,
@@ -75,15 +79,60 @@ def test_a_task_method_still_runs_normally_when_called() -> None:
         str(inspect.signature(recorder.echo)) == "(value: 'Any', *, kind: 'str' = 'any') -> 'dict[str, Any]'"
     )
     assert recorder.echo.__name__ == "echo"
-    assert recorder.echo.__doc__ == Recorder.__dict__["echo"].func.__doc__
+    assert recorder.echo.__doc__ == Recorder.task_methods["echo"].func.__doc__
+
+
+@pytest.mark.parametrize("name", ["add", "undeclared"])
+def test_task_methods_and_plain_methods_are_pythons_own_bound_methods(name: str) -> None:
+    recorder = Recorder()
+    bound = getattr(recorder, name)
+    assert inspect.ismethod(bound)
+    assert bound.__self__ is recorder
+    assert bound == getattr(recorder, name)
+    assert hash(bound) == hash(getattr(recorder, name))
+    assert bound != getattr(Recorder(), name)
+
+
+def test_only_task_methods_are_changed_by_the_metaclass() -> None:
+    assert Recorder.__dict__["undeclared"] is Recorder.undeclared  # the function as written
+    assert not hasattr(Recorder.undeclared, "as_task")
+    assert not hasattr(Recorder.undeclared, "task_method")
+    assert set(Recorder.task_methods) == {"add", "echo", "fail"}
+
+
+def test_a_plain_method_is_a_weak_signal_receiver_that_stays_connected(settings: Any) -> None:
+    # A weak receiver is dropped when the object it refers to is collected: a bound method
+    # made anew at each access would vanish at once.
+    settings.DEBUG = False
+    ping = Signal()
+    recorder, concrete = Recorder(), ConcreteImporter()
+    ping.connect(recorder.on_ping)
+    ping.connect(concrete.do_something)  # a task method too
+    gc.collect()
+    responses = ping.send(sender="test")
+    assert [receiver for receiver, _ in responses] == [recorder.on_ping, concrete.do_something]
+    assert responses[0][1] == "pong"
+    report: Any = responses[1][1]
+    assert report["code"] == "ConcreteImporter"
+    assert ("on_ping", "test") in Recorder.calls
 
 
 def test_a_method_that_is_not_a_task_method_has_no_as_task() -> None:
-    with pytest.raises(AttributeError, match=r"Recorder.undeclared is not a task method.*@as_task"):
+    with pytest.raises(AttributeError, match="as_task"):
         Recorder().undeclared.as_task  # type: ignore[attr-defined]  # noqa: B018
     assert not hasattr(Recorder()._private, "as_task")
     Recorder().undeclared()  # still an ordinary method
     assert ("undeclared", None) in Recorder.calls
+
+
+def test_an_abstract_importer_refuses_to_send_before_anything_is_sent(
+    published: list[dict[str, Any]],
+) -> None:
+    sender = AbstractExample().do_something.as_task
+    for send in (sender, sender.delay, sender.s, sender.si, sender.apply_async, sender.apply):
+        with pytest.raises(TypeError, match="AbstractExample is an abstract importer"):
+            send()
+    assert published == []
 
 
 def test_as_task_only_decorates_functions() -> None:
@@ -174,17 +223,16 @@ def test_signatures_work_in_chain_group_and_chord() -> None:
     assert group(recorder.add.as_task.si(i, i) for i in range(3))().get() == [0, 2, 4]
 
 
+@pytest.mark.usefixtures("registry_snapshot")
 def test_a_task_method_defined_later_is_dispatchable_immediately() -> None:
     class Late(BaseImporter):
         @as_task
         def hello(self, name: str) -> str:
             return f"hello {name}"
 
-    try:
-        assert Late().hello.as_task("world").get() == "hello world"
-        assert call_importer_method.delay("Late", "hello", ["you"], {}).get() == "hello you"
-    finally:
-        registry.unregister("Late")
+    assert registry["Late"] is Late  # registered as it was created; registry_snapshot removes it
+    assert Late().hello.as_task("world").get() == "hello world"
+    assert call_importer_method.delay("Late", "hello", ["you"], {}).get() == "hello you"
 
 
 def test_chord_collects_results_into_the_body() -> None:
@@ -211,3 +259,68 @@ def test_an_importer_can_send_its_tasks_to_a_queue_of_its_own() -> None:
     signature = WikidataImporter().import_single.as_task.si("Q1022")
     assert signature.options["queue"] == WikidataImporter.queue
     assert "queue" not in Recorder().add.as_task.si(1, 2).options
+
+
+def test_declared_options_are_in_every_signature_and_a_call_overrides_them() -> None:
+    sender = Recorder().fail.as_task
+    options = sender.si("x").options
+    assert (options["priority"], options["expires"], options["shadow"]) == (9, 60, "Recorder.fail")
+    assert sender.si("x").set(priority=1).options["priority"] == 1
+    assert "priority" not in Recorder().add.as_task.si(1, 2).options
+
+
+def test_per_method_options_go_to_celery_under_the_calls_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(call_importer_method, "apply_async", lambda message, **options: sent.append(options))
+    Recorder().fail.as_task("x")
+    Recorder().fail.as_task.apply_async(args=("x",), priority=1, queue="elsewhere")
+    assert [(o["priority"], o["expires"], o.get("queue")) for o in sent] == [
+        (9, 60, None),
+        (1, 60, "elsewhere"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"priority": 256}, "priority=...) must be an int from 0 to 255"),
+        ({"priority": True}, "priority=...) must be an int from 0 to 255"),
+        ({"time_limit": 0}, "time_limit=...) must be a number of seconds above 0"),
+        ({"expires": float("inf")}, "expires=...) must be a number of seconds above 0"),
+        ({"queue": ""}, "queue=...) must be a queue name"),
+        ({"retries": 3}, "unknown option 'retries'"),
+        ({"soft_time_limit": 10, "time_limit": 10}, "soft_time_limit (10) must be below time_limit (10)"),
+    ],
+)
+def test_bad_options_are_refused_where_the_method_is_declared(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(TypeError) as caught:
+        as_task(**options)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: Recorder().add.as_task("1", 2), "Recorder.add(): left is a str ('1'), expected int"),
+        (lambda: Recorder().add.as_task(1, True), "Recorder.add(): right is a bool (True), expected int"),
+        (lambda: Recorder().add.as_task.s("1"), "Recorder.add(): left is a str ('1'), expected int"),
+        (lambda: Recorder().echo.as_task(1, kind=2), "Recorder.echo(): kind is an int (2), expected str"),
+    ],
+)
+def test_arguments_are_checked_against_the_annotations_before_anything_is_sent(
+    call: Any, message: str, published: list[dict[str, Any]]
+) -> None:
+    with pytest.raises(TypeError) as caught:
+        call()
+    assert message in str(caught.value)
+    assert published == []
+
+
+def test_a_class_whose_task_method_takes_what_cannot_travel_is_refused_when_created() -> None:
+    with pytest.raises(TypeError, match=r"parameter 'when' is annotated datetime\.datetime"):
+
+        class Untravelled(BaseImporter):
+            @as_task
+            def at(self, when: datetime.datetime) -> None: ...
+
+    assert "Untravelled" not in registry

@@ -39,9 +39,15 @@ def test_list_importers_json_has_the_same_facts() -> None:
         "app": "example_app",
         "abstract": False,
         "task_methods": {
-            "add": "add(left: 'int', right: 'int') -> 'int'",
-            "echo": "echo(value: 'Any', *, kind: 'str' = 'any') -> 'dict[str, Any]'",
-            "fail": "fail(message: 'str') -> 'None'",
+            "add": {"signature": "add(left: 'int', right: 'int') -> 'int'", "options": {}},
+            "echo": {
+                "signature": "echo(value: 'Any', *, kind: 'str' = 'any') -> 'dict[str, Any]'",
+                "options": {},
+            },
+            "fail": {
+                "signature": "fail(message: 'str') -> 'None'",
+                "options": {"priority": 9, "expires": 60},
+            },
         },
     }
     assert rows["BaseImporter"]["abstract"] is True

@@ -66,12 +66,17 @@ class Recorder(BaseImporter):
     def add(self, left: int, right: int) -> int:
         return left + right
 
-    @as_task
+    @as_task(priority=9, expires=60)
     def fail(self, message: str) -> None:
         raise RuntimeError(message)
 
     def undeclared(self) -> None:
         record("undeclared", None)
+
+    def on_ping(self, sender: Any, **kwargs: Any) -> str:
+        """A signal receiver."""
+        record("on_ping", sender)
+        return "pong"
 
     def _private(self) -> None:
         record("_private", None)

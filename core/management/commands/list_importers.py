@@ -11,6 +11,7 @@ from django.apps import apps
 from django.core.management.base import BaseCommand
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from core.importer import BaseImporter
 from core.registry import registry
@@ -39,28 +40,34 @@ def describe(key: str, importer: type[BaseImporter]) -> dict[str, Any]:
         "app": app_config.label if app_config else None,
         "abstract": importer.abstract,
         "task_methods": {
-            name: f"{name}{signature_without_self(importer, name)}" for name in sorted(importer.task_methods)
+            name: {
+                "signature": f"{name}{signature_without_self(method.signature)}",
+                "options": dict(method.options),
+            }
+            for name, method in sorted(importer.task_methods.items())
         },
     }
 
 
-def signature_without_self(importer: type[BaseImporter], name: str) -> inspect.Signature:
+def signature_without_self(signature: inspect.Signature) -> inspect.Signature:
     """Return the signature of a task method as a caller of ``.as_task`` sees it."""
-    signature: inspect.Signature = inspect.getattr_static(importer, name).signature
     return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+def method_line(method: dict[str, Any]) -> str:
+    """A task method's signature, followed by its declared options, if any."""
+    options = ", ".join(f"{name}={value!r}" for name, value in method["options"].items())
+    return f"{method['signature']}  [{options}]" if options else str(method["signature"])
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:
     """Return the rows as a text table."""
     table = Table("key", "class", "app", "abstract", "task methods", box=None, pad_edge=False)
     for row in rows:
-        table.add_row(
-            row["key"],
-            row["class"],
-            row["app"] or "-",
-            "yes" if row["abstract"] else "no",
-            "\n".join(row["task_methods"].values()) or "-",
-        )
+        methods = "\n".join(method_line(method) for method in row["task_methods"].values()) or "-"
+        cells = (row["key"], row["class"], row["app"] or "-", "yes" if row["abstract"] else "no", methods)
+        # Text, not markup: "list[str]" and "[queue='x']" are not Rich's style tags.
+        table.add_row(*(Text(cell) for cell in cells))
     console = Console(file=io.StringIO(), width=200, color_system=None)
     console.print(table)
     output: str = console.file.getvalue()  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
@@ -19,12 +19,12 @@ from django.db.models.functions import Length
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from config.celery_app import app
-from core.registry import registry
+from core.exceptions import EnqueueFailed
+from core.sender import in_process, runs_in_process
 from importers.entity_ids import InvalidEntityId, SourcedId, normalize, read_ids
 from importers.fetch import MAX_BATCH
-from importers.importers import EnqueueFailed, WikidataImporter
-from importers.models import ImportOutcome, ImportRun
+from importers.importers import WikidataImporter
+from importers.models import ImportRun
 
 # Listing every failed id is useful up to a point; past it, the admin has the rest.
 MAX_LISTED = 50
@@ -32,6 +32,7 @@ MAX_LISTED = 50
 
 class Command(BaseCommand):
     help = "Import Wikidata entities by id (e.g. Q1022), one Celery task per id."
+    verbosity = 1  # set from --verbosity by handle()
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("ids", nargs="*", metavar="ID", help="Entity ids: Q1022, P31, L7, ...")
@@ -61,32 +62,25 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.verbosity = options["verbosity"]
         with ExitStack() as stack:
             source = self.open_source(options["ids"], options["file"], stack)
             valid = self.check_ids(source, options["skip_invalid"])
-            in_process = options["sync"] or app.conf.task_always_eager
+            if options["sync"]:
+                stack.enter_context(in_process())
+            here = runs_in_process()
             run = self.start_run()
-            importer = cast(WikidataImporter, registry["WikidataImporter"]())
-            try:
-                sent = importer.import_bulk(
-                    self.valid_ids(source),
-                    run_id=run.pk,
-                    in_process=in_process,
-                    batch_size=options["batch_size"],
-                )
-            except EnqueueFailed as error:
-                ImportRun.objects.filter(pk=run.pk).update(requested=error.sent)
-                self.report_not_enqueued(source, valid, error)
-            ImportRun.objects.filter(pk=run.pk).update(requested=sent)
-        if in_process:
+            self.send(run, source, valid, options["batch_size"])
+        if here:
             self.print_outcomes(run)
         else:
-            tasks = -(-sent // options["batch_size"])
-            self.stdout.write(f"Enqueued {tasks} import tasks for {sent} ids (run {run.pk}).")
+            self.report_enqueued(run, options["batch_size"])
             if not options["wait"]:
                 return
-            self.wait_for(run, sent, options["timeout"])
-        self.summarize(run, valid)
+            self.wait_for(run, run.requested, options["timeout"])
+            if self.verbosity >= 2:
+                self.print_outcomes(run)
+        self.summarize(run)
 
     def start_run(self) -> ImportRun:
         try:
@@ -95,6 +89,27 @@ class Command(BaseCommand):
             raise CommandError(
                 f"The database is not ready ({error}): run `python manage.py migrate` first."
             ) from None
+
+    def send(self, run: ImportRun, source: list[SourcedId] | Path, valid: int, batch_size: int) -> None:
+        """Send (or run here) the tasks of the valid ids, and keep how many were sent in ``run``.
+
+        Raises:
+            CommandError: the broker could not be reached; names the ids that were not sent.
+        """
+        try:
+            sent = WikidataImporter().import_bulk(
+                self.valid_ids(source), run_id=run.pk, batch_size=batch_size
+            )
+        except EnqueueFailed as error:
+            run.set_requested(error.sent)
+            self.report_not_enqueued(source, valid, error)
+        run.set_requested(sent)
+
+    def report_enqueued(self, run: ImportRun, batch_size: int) -> None:
+        if self.verbosity >= 1:
+            tasks = -(-run.requested // batch_size)
+            noun = "task" if tasks == 1 else "tasks"
+            self.stdout.write(f"Enqueued {tasks} import {noun} for {run.requested} ids (run {run.pk}).")
 
     def open_source(self, ids: list[str], path: str | None, stack: ExitStack) -> list[SourcedId] | Path:
         """Return the ids given as arguments, or the path of a file to stream them from."""
@@ -141,7 +156,8 @@ class Command(BaseCommand):
                     f"{len(invalid)} invalid ids; nothing was imported "
                     f"(--skip-invalid imports the rest):\n{listing}"
                 )
-            self.stderr.write(f"Skipping {len(invalid)} invalid ids:\n{listing}")
+            if self.verbosity >= 1:
+                self.stderr.write(f"Skipping {len(invalid)} invalid ids:\n{listing}")
         if not valid:
             raise CommandError("No valid ids to import.")
         return valid
@@ -166,6 +182,9 @@ class Command(BaseCommand):
         )
 
     def print_outcomes(self, run: ImportRun) -> None:
+        """Print each id of the run with its outcome and label (or error), in the order they ended."""
+        if self.verbosity < 1:
+            return
         outcomes = run.outcomes.select_related("entity").order_by("updated_at", "pk")
         widths = outcomes.aggregate(id=Max(Length("wikidata_id")), status=Max(Length("status")))
         for outcome in outcomes.iterator():
@@ -181,10 +200,11 @@ class Command(BaseCommand):
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=Console(stderr=True)) as progress:
+        console = Console(file=cast(IO[str], _Unstyled(self.stderr)), force_terminal=self.stderr.isatty())
+        with Progress(*columns, console=console, disable=self.verbosity < 1) as progress:
             bar = progress.add_task("import", total=sent)
             while True:
-                finished = ImportRun.objects.values_list("finished", flat=True).get(pk=run.pk)
+                finished = run.finished_now()
                 progress.update(bar, completed=min(finished, sent))
                 if finished >= sent:
                     return
@@ -195,19 +215,33 @@ class Command(BaseCommand):
                     )
                 time.sleep(min(0.5, timeout or 0.5))
 
-    def summarize(self, run: ImportRun, requested: int) -> None:
+    def summarize(self, run: ImportRun) -> None:
         """Print counts per outcome; fail, naming the ids, unless every id succeeded."""
-        outcomes = run.outcomes.all()
-        counts = {status: outcomes.filter(status=status).count() for status in ImportOutcome.Status}
-        parts = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
-        self.stdout.write(f"Run {run.pk}: {parts}.")
-        unsuccessful = outcomes.exclude(status__in=ImportOutcome.SUCCESSFUL).order_by("pk")
+        parts = ", ".join(f"{count} {status}" for status, count in run.status_counts().items())
+        unsuccessful = run.unsuccessful()
         count = unsuccessful.count()
+        if self.verbosity >= 1:
+            self.stdout.write(f"Run {run.pk}: {parts}.")
         if not count:
-            self.stdout.write(self.style.SUCCESS("Every id was imported."))
+            if self.verbosity >= 1:
+                self.stdout.write(self.style.SUCCESS("Every id was imported."))
             return
         lines = [f"  {o.wikidata_id}: {o.status}: {o.error}" for o in unsuccessful[:MAX_LISTED]]
         if count > MAX_LISTED:
             lines.append(f"  ... and {count - MAX_LISTED} more (see the admin's import outcomes).")
         noun = "id was" if count == 1 else "ids were"
         raise CommandError(f"{count} {noun} not imported:\n" + "\n".join(lines))
+
+
+class _Unstyled:
+    """The command's stderr as a plain stream for Rich, which writes partial lines and styles them itself."""
+
+    def __init__(self, output: Any) -> None:
+        self.output = output
+
+    def write(self, text: str) -> int:
+        self.output.write(text, style_func=lambda line: line, ending="")
+        return len(text)
+
+    def flush(self) -> None:
+        self.output.flush()

@@ -1,0 +1,199 @@
+"""Sending task method calls: to the workers through the broker, or run here, in process.
+
+Transport is the core's business, not the importers': an importer sends with ``.as_task``
+(``send_many`` for many calls through one broker connection), and whoever starts the work
+decides where it runs, with the ``in_process()`` scope rather than a parameter of every method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec
+
+from celery import current_app
+from celery.utils import uuid
+from django.conf import settings
+from django.db import transaction
+from kombu.exceptions import OperationalError
+
+from .arguments import json_round_trip
+from .exceptions import EnqueueFailed
+from .message import Message
+from .tasks import call_importer_method
+
+if TYPE_CHECKING:
+    from celery.canvas import Signature
+    from celery.result import AsyncResult, EagerResult
+
+    from .importer import BaseImporter, TaskMethod
+
+__all__ = ("TaskSender", "in_process", "runs_in_process")
+
+P = ParamSpec("P")
+
+_in_process: contextvars.ContextVar[bool] = contextvars.ContextVar("in_process", default=False)
+
+
+@contextlib.contextmanager
+def in_process() -> Iterator[None]:
+    """Within this scope, every call sent with ``.as_task`` runs here, even with a broker configured.
+
+    It runs through the method caller, as on a worker (JSON round trip, registry, allow-list),
+    and so do the calls it sends in turn.
+    """
+    token = _in_process.set(True)
+    try:
+        yield
+    finally:
+        _in_process.reset(token)
+
+
+def runs_in_process() -> bool:
+    """Whether calls sent now run in this process: inside ``in_process()``, or with no broker."""
+    return _in_process.get() or bool(current_app.conf.task_always_eager)
+
+
+class TaskSender(Generic[P]):
+    """Sends one task method of one importer class to the method caller.
+
+    What ``obj.method.as_task`` is. Every way of sending checks the call first (a concrete
+    importer; arguments that bind to the method's signature, match its annotations and survive
+    the JSON trip unchanged) and raises ``TypeError`` before anything is sent.
+    """
+
+    def __init__(self, importer: type[BaseImporter], method_name: str) -> None:
+        self.importer = importer
+        self.method_name = method_name
+
+    @property
+    def label(self) -> str:
+        """``"<importer key>.<method>"``: how the call shows in worker logs and monitoring."""
+        return f"{self.importer.importer_name}.{self.method_name}"
+
+    @property
+    def method(self) -> TaskMethod:
+        """The task method's declaration: signature, argument types, default options."""
+        return self.importer.task_methods[self.method_name]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[Any]:
+        """Send the call; return its ``AsyncResult``."""
+        return self.apply_async(args, kwargs)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[Any]:
+        """The same as calling the sender, named as Celery names it."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult[Any]:
+        """Send the call with Celery's options (``countdown``, ``queue``, ...); return its ``AsyncResult``.
+
+        Options override the method's declared defaults. Inside ``in_process()`` the call runs
+        here (see ``apply``). Inside a transaction it is sent when the transaction commits.
+
+        Raises:
+            TypeError: the call cannot be sent (see the class).
+            ValueError: a countdown or ETA beyond ``settings.IMPORTER_MAX_COUNTDOWN``.
+            kombu.exceptions.OperationalError: the broker could not be reached.
+        """
+        if _in_process.get():
+            return self.apply(args, kwargs)
+        message = self._encode(args, kwargs)
+        options = self._options(options)
+        # What monitoring shows of the arguments. The message holds only basic data, so plain
+        # repr() is safe, and an order of magnitude cheaper than Celery's saferepr.
+        options.setdefault("argsrepr", repr(message)[:1024])
+        options.setdefault("kwargsrepr", "{}")
+        if not current_app.conf.task_always_eager and transaction.get_connection().in_atomic_block:
+            # A worker must not act on data the caller may still roll back: send after commit.
+            # (An eager call runs inside the transaction, and rolls back with it.)
+            task_id = options.setdefault("task_id", uuid())
+            options.pop("producer", None)  # it may be released by the time of the commit
+            transaction.on_commit(functools.partial(call_importer_method.apply_async, message, **options))
+            return call_importer_method.AsyncResult(task_id)
+        return call_importer_method.apply_async(message, **options)
+
+    def apply(
+        self, args: tuple[Any, ...] | list[Any] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> EagerResult[Any]:
+        """Run the call in this process, even with a broker configured; return its ``EagerResult``.
+
+        The message takes the same path as on a worker: JSON round trip, registry lookup,
+        allow-list. A failure is kept in the result, not raised. Calls it sends run here too.
+        """
+        message = json_round_trip(self._encode(args, kwargs))
+        with in_process():
+            return call_importer_method.apply(message, shadow=self.label)  # type: ignore[call-arg]
+
+    def send_many(self, calls: Iterable[Mapping[str, Any]]) -> int:
+        """Send one call per item of ``calls``, each the keyword arguments of a call; return how many.
+
+        ``calls`` is consumed lazily, so a stream of a million calls needs no memory for them.
+        They go out through one broker connection, rather than one per call.
+
+        Raises:
+            TypeError: an item cannot be sent (see the class); the ones before it were.
+            EnqueueFailed: the broker could not be reached; ``sent`` says how many went out.
+        """
+        sent = 0
+        producing = not runs_in_process()
+        # mypy: the stubs do not know producer_or_acquire.
+        pool: Any = current_app
+        with pool.producer_or_acquire() if producing else contextlib.nullcontext() as producer:
+            for kwargs in calls:
+                try:
+                    self.apply_async(kwargs=dict(kwargs), producer=producer)
+                except OperationalError as error:  # after Celery's publish retries
+                    raise EnqueueFailed(sent, error) from error
+                sent += 1
+        return sent
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature[Any]:
+        """Return a Celery signature of the call for ``chain``, ``group`` and ``chord``.
+
+        In a chain, the previous task's result is passed as the first argument.
+        """
+        return self._signature(self._encode(args, kwargs, partial=True), immutable=False)
+
+    def si(self, *args: P.args, **kwargs: P.kwargs) -> Signature[Any]:
+        """Return an immutable signature: in a chain, the previous result is not passed."""
+        return self._signature(self._encode(args, kwargs), immutable=True)
+
+    def _encode(
+        self, args: tuple[Any, ...] | list[Any] | None, kwargs: dict[str, Any] | None, partial: bool = False
+    ) -> tuple[Any, ...]:
+        message = Message(self.importer, self.method_name, tuple(args or ()), kwargs or {})
+        return message.encode(partial=partial)
+
+    def _signature(self, message: tuple[Any, ...], *, immutable: bool) -> Signature[Any]:
+        return call_importer_method.signature(message, immutable=immutable, **self._options({}))
+
+    def _options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Celery options: the call's, over the method's declared ones, over the importer's queue.
+
+        Raises:
+            ValueError: a countdown or ETA beyond ``settings.IMPORTER_MAX_COUNTDOWN``, which could
+                outlive the broker's visibility timeout and run the task twice.
+        """
+        options = {"shadow": self.label, **self.method.options, **options}
+        if self.importer.queue is not None:
+            options.setdefault("queue", self.importer.queue)
+        delay = options.get("countdown") or 0
+        if options.get("eta") is not None:
+            delay = max(delay, (options["eta"] - datetime.now(UTC)).total_seconds())
+        if delay > settings.IMPORTER_MAX_COUNTDOWN:
+            raise ValueError(
+                f"{self.label}: a delay of {delay:.0f} s is beyond IMPORTER_MAX_COUNTDOWN "
+                f"({settings.IMPORTER_MAX_COUNTDOWN} s)"
+            )
+        return options
+
+    def __repr__(self) -> str:
+        return f"<TaskSender {self.label}>"
