@@ -1,22 +1,22 @@
-"""What benchmarks set up and tear down: environment, workers, subprocesses, database, queues, waits."""
+"""What benchmarks set up and tear down: environment, workers, subprocesses, database, queues."""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import cast
 
 import psycopg
 import redis
+
+from tests.support.workers import CeleryWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -62,20 +62,6 @@ def environment(settings_module: str = "bench.settings", **extra: str) -> dict[s
 def configure() -> None:
     """Set the bench process's environment; call before ``django.setup()``."""
     os.environ.update(environment())
-
-
-def wait_until(done: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> float:
-    """Poll ``done`` until it is true; return the seconds waited.
-
-    Raises:
-        TimeoutError: ``done`` was still false after ``timeout`` seconds.
-    """
-    start = time.perf_counter()
-    while not done():
-        if time.perf_counter() - start > timeout:
-            raise TimeoutError(f"{what}: not done within {timeout:.0f} s")
-        time.sleep(interval)
-    return time.perf_counter() - start
 
 
 def per_second(count: int, seconds: float) -> float:
@@ -159,84 +145,26 @@ def _rusage(report: str) -> dict[str, float]:
     return figures
 
 
-class Worker:
-    """A ``celery worker`` subprocess for one benchmark, started and pinged on entry, stopped on exit."""
+def bench_worker(
+    name: str,
+    queues: list[str],
+    *,
+    pool: str = "prefork",
+    concurrency: int = 1,
+    settings_module: str = "config.settings.local",
+    env: dict[str, str] | None = None,
+) -> CeleryWorker:
+    """A worker of this run (not started; ``with`` starts and stops it), on the bench database and broker.
 
-    def __init__(
-        self,
-        name: str,
-        queues: list[str],
-        *,
-        pool: str = "prefork",
-        concurrency: int = 1,
-        settings_module: str = "config.settings.local",
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.nodename = f"{TOKEN}-{name}@localhost"
-        self.queues = queues
-        self.pool = pool
-        self.concurrency = concurrency
-        self.env = environment(settings_module, **(env or {}))
-        self._log_dir = tempfile.TemporaryDirectory(prefix=f"{TOKEN}-")
-        self.log = Path(self._log_dir.name) / "worker.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Worker:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self, timeout: float = 60) -> None:
-        """Start the worker; return once it answers a ping.
-
-        Raises:
-            RuntimeError: it exited, or did not answer within ``timeout`` seconds; with its log.
-        """
-        from config.celery_app import app
-
-        command = [
-            PYTHON, "-m", "celery", "-A", "config.celery_app", "worker",
-            "--hostname", self.nodename, "--queues", ",".join(self.queues),
-            "--pool", self.pool, "--concurrency", str(self.concurrency), "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ]  # fmt: skip
-        with self.log.open("ab") as log:
-            # A session of its own, so that a worker that ignores SIGTERM is killed with its pool.
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"celery worker exited at start-up:\n{self.log_tail()}")
-            if app.control.ping(destination=[self.nodename], timeout=0.5):
-                return
-        raise RuntimeError(f"celery worker did not answer a ping within {timeout:.0f} s:\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 30) -> None:
-        """Warm shutdown (SIGTERM); the whole process group is killed if it takes over ``timeout`` s."""
-        process = self.process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=timeout)
-        self._log_dir.cleanup()
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.log.exists():
-            return ""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+    Its node name carries the run's token; it logs to a temporary file.
+    """
+    return CeleryWorker(
+        f"{TOKEN}-{name}",
+        queues,
+        env=environment(settings_module, **(env or {})),
+        pool=pool,
+        concurrency=concurrency,
+    )
 
 
 # The bench database and Redis

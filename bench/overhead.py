@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from .harness import QUEUES, TOKEN, Worker, broker, purge_queues, queue_length, wait_until
+from tests.support.waiting import wait_until
+from tests.support.workers import CeleryWorker
+
+from .harness import QUEUES, TOKEN, bench_worker, broker, purge_queues, queue_length
 from .report import Result, Table, fmt
 
 if TYPE_CHECKING:
@@ -26,6 +30,22 @@ class Counter:
     def value(self) -> int:
         return int(cast(bytes | None, self._redis.get(self.key)) or 0)
 
+    def wait_for(
+        self, count: int, timeout: float, why: Callable[[], str] = lambda: "", interval: float = 0.02
+    ) -> None:
+        """Return once the counter is at ``count`` or more, polled every ``interval`` seconds.
+
+        Raises:
+            WaitTimeout: it was still below after ``timeout`` seconds; the message says where it
+                stopped, then ``why()``.
+        """
+        wait_until(
+            lambda: self.value() >= count,
+            timeout,
+            why=lambda: f"{self.key} stopped at {self.value()} of {count}\n{why()}",
+            interval=interval,
+        )
+
     def delete(self) -> None:
         self._redis.delete(self.key)
         self._redis.close()
@@ -38,7 +58,7 @@ WARM_UP = 50
 REPEATS = 3
 
 
-def drain_full_queue(app: Celery, worker: Worker, counter: Counter, count: int) -> tuple[float, float]:
+def drain_full_queue(app: Celery, worker: CeleryWorker, counter: Counter, count: int) -> tuple[float, float]:
     """Seconds to send ``count`` ticks while the worker does not consume, and for it to run them all."""
     from .importers import BenchNoopImporter
 
@@ -55,7 +75,7 @@ def drain_full_queue(app: Celery, worker: Worker, counter: Counter, count: int) 
         raise RuntimeError(f"{worker.nodename}: the queue holds {queued}, not {count}")
     start = time.perf_counter()
     app.control.add_consumer(QUEUES.noop, destination=destination, reply=True, timeout=5)
-    wait_until(lambda: counter.value() >= count, count * 0.05 + 60, f"{worker.nodename}: draining", 0.005)
+    counter.wait_for(count, count * 0.05 + 60, why=worker.log_tail, interval=0.005)
     return send, time.perf_counter() - start
 
 
@@ -93,7 +113,7 @@ def run(quick: bool) -> Result:
 
         for pool, concurrency in POOLS:
             name = f"worker --pool {pool} --concurrency {concurrency}"
-            with Worker(
+            with bench_worker(
                 f"noop-{pool}",
                 [QUEUES.noop],
                 pool=pool,
@@ -103,7 +123,7 @@ def run(quick: bool) -> Result:
                 counter.reset()
                 for _ in range(WARM_UP):
                     importer.tick.as_task(counter.key)
-                wait_until(lambda: counter.value() >= WARM_UP, 60, f"{name}: warm-up")
+                counter.wait_for(WARM_UP, 60, why=worker.log_tail)
                 runs = [drain_full_queue(app, worker, counter, count) for _ in range(REPEATS)]
             send = statistics.median(send for send, _ in runs)
             drain = statistics.median(drain for _, drain in runs)

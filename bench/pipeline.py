@@ -11,18 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from tests.importers.entities import item
+from tests.support.waiting import wait_until
 from tests.support.wikidata_server import StandInWikidata
+from tests.support.workers import CeleryWorker
 
 from .harness import (
     PYTHON,
     QUEUES,
     Measured,
-    Worker,
     bench_database,
+    bench_worker,
     environment,
     purge_queues,
     run_measured,
-    wait_until,
 )
 
 # Seconds the stand-in adds to every request, and requests in flight at once: the ceiling is 60/s.
@@ -36,7 +37,7 @@ class Pipeline:
     """A running set-up: ``ids`` are served by ``standin`` and imported by ``worker``."""
 
     standin: StandInWikidata
-    worker: Worker
+    worker: CeleryWorker
     ids: list[str]
 
     def timeout(self, count: int) -> float:
@@ -67,7 +68,7 @@ def pipeline(
             standin.add_entity(item(wikidata_id, f"Entity {number}", lastrevid=1_000_000 + number))
         standin.latency = LATENCY
         env = {**(worker_env or {}), "WIKIDATA_BASE_URL": standin.base_url}
-        worker = Worker(
+        worker = bench_worker(
             "wikidata", [QUEUES.wikidata], concurrency=CONCURRENCY, settings_module=worker_settings, env=env
         )
         try:
@@ -94,7 +95,9 @@ def import_in_process(wikidata_ids: list[str], timeout: float, **options: Any) -
     sent = WikidataImporter().import_bulk(wikidata_ids, run_id=run.pk, **options)
     ImportRun.objects.filter(pk=run.pk).update(requested=sent)
     runs = ImportRun.objects.filter(pk=run.pk).values_list("finished", flat=True)
-    wait_until(lambda: runs.get() >= sent, timeout, f"importing {sent} ids")
+    wait_until(
+        lambda: runs.get() >= sent, timeout, why=lambda: f"{runs.get()} of {sent} ids finished", interval=0.02
+    )
     return time.perf_counter() - start
 
 

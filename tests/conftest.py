@@ -1,13 +1,11 @@
-"""Fixtures shared by the test suite: a real Celery worker over a real Redis broker."""
+"""Fixtures shared by the test suite: a real Celery worker over a real Redis broker; a clean registry."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,65 +15,34 @@ from django.conf import settings
 from django.db import connection
 
 from config.celery_app import app
+from core.registry import registry
 from tests.support.wikidata_server import StandInWikidata
+from tests.support.workers import CeleryWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class LiveWorker:
-    """A ``celery worker`` subprocess consuming this test run's queue."""
+def make_worker(name: str, log_dir: Path, env: Mapping[str, str], concurrency: int = 2) -> CeleryWorker:
+    """A worker of this test run, not started yet: the test settings, this run's queues, ``env`` on top.
 
-    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
-        self.nodename = f"test-{os.getpid()}@localhost"
-        self.log = log_dir / "worker.log"
-        self.recorder_log = log_dir / "recorder.log"
-        self.recorder_log.touch()
-        self.env = {
-            **os.environ,
+    Its node name ends in this process's id, so that test runs sharing a broker never answer each
+    other's pings; it logs to ``log_dir/worker.log``.
+    """
+    return CeleryWorker(
+        f"{name}-{os.getpid()}",
+        [settings.CELERY_TASK_DEFAULT_QUEUE, settings.WIKIDATA_QUEUE],
+        env={
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND,
+            # The queue names derive from it; the test settings' default is per process.
             "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
             "CELERY_TASK_ALWAYS_EAGER": "false",
-            "PYTHONUNBUFFERED": "1",  # the tests read the worker's log as it runs
-            "RECORDER_LOG": str(self.recorder_log),
             **env,
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        queues = f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.WIKIDATA_QUEUE}"
-        command = [
-            sys.executable, "-m", "celery", "-A", "config.celery_app", "worker",
-            "--hostname", self.nodename, "--queues", queues,
-            "--pool", "prefork", "--concurrency", "2", "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ]  # fmt: skip
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"celery worker exited at start-up:\n{self.log_tail()}")
-            if app.control.ping(destination=[self.nodename], timeout=0.5, limit=1):
-                return
-        raise RuntimeError(f"celery worker did not answer a ping within 30 s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)  # warm shutdown
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def recorded(self) -> list[str]:
-        return self.recorder_log.read_text().splitlines()
+        },
+        concurrency=concurrency,
+        log=log_dir / "worker.log",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -94,24 +61,39 @@ def wikidata(standin: StandInWikidata, settings: Any) -> StandInWikidata:
 
 
 @pytest.fixture(scope="session")
+def recorder_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The file where the live worker's ``Recorder`` writes each call it gets, one line each."""
+    log = tmp_path_factory.mktemp("recorder") / "recorder.log"
+    log.touch()
+    return log
+
+
+@pytest.fixture(scope="session")
 def live_worker(
-    tmp_path_factory: pytest.TempPathFactory, django_db_setup: None, standin: StandInWikidata
-) -> Iterator[LiveWorker]:
+    tmp_path_factory: pytest.TempPathFactory,
+    django_db_setup: None,
+    standin: StandInWikidata,
+    recorder_log: Path,
+) -> Iterator[CeleryWorker]:
     """A real worker for the whole session; messages really go through Redis.
 
     It uses this run's test database and the stand-in Wikidata server.
     """
-    env = {"TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]), "WIKIDATA_BASE_URL": standin.base_url}
-    worker = LiveWorker(tmp_path_factory.mktemp("worker"), env=env)
+    env = {
+        "TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
+        "WIKIDATA_BASE_URL": standin.base_url,
+        "RECORDER_LOG": str(recorder_log),
+    }
+    worker = make_worker("test", tmp_path_factory.mktemp("worker"), env)
     try:
         worker.start()
         yield worker
     finally:
-        worker.stop()
+        worker.stop(timeout=20)
 
 
 @pytest.fixture
-def live(live_worker: LiveWorker) -> Iterator[LiveWorker]:
+def live(live_worker: CeleryWorker) -> Iterator[CeleryWorker]:
     """Send tasks to the live worker in this test, rather than running them eagerly."""
     app.conf.CELERY_TASK_ALWAYS_EAGER = False  # the key under the CELERY namespace
     try:
@@ -131,3 +113,31 @@ def published() -> Iterator[list[dict[str, Any]]]:
     before_task_publish.connect(collect, weak=False)
     yield sent
     before_task_publish.disconnect(collect)  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def registry_restored() -> Iterator[None]:
+    """Put the importer registry back as it was on entry, in the same order, when the block ends.
+
+    Importer classes defined in the block are registered as they are created; this removes them,
+    and brings back any that the block replaced or unregistered, without a list of keys to keep.
+    """
+    before = list(registry.items())
+    try:
+        yield
+    finally:
+        after = list(registry.items())
+        # Keys are kept in registration order: re-register from the first difference onwards.
+        same = itertools.takewhile(lambda pair: pair[0] == pair[1], zip(before, after, strict=False))
+        kept = sum(1 for _ in same)
+        for key, _ in after[kept:]:
+            registry.unregister(key)
+        for key, importer in before[kept:]:
+            registry.register(key, importer)
+
+
+@pytest.fixture
+def registry_snapshot() -> Iterator[None]:
+    """The importer registry as it was before the test, restored after it (see ``registry_restored``)."""
+    with registry_restored():
+        yield

@@ -10,7 +10,6 @@ import pytest
 from tests.conftest import ROOT
 
 
-
 def imports_of(package: str) -> dict[str, set[str]]:
     """Each module of ``package`` (dotted name) and what it imports when it runs, at any depth.
 

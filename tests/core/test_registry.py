@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
 
 import pytest
 
 from core.exceptions import AlreadyRegistered, ImporterError
 from core.importer import BaseImporter, ImporterMeta, as_task
 from core.registry import NotRegistered, registry
+from tests.conftest import registry_restored
 from tests.example_app.importers import AbstractExample, ConcreteImporter, Recorder
 
-
-@pytest.fixture
-def cleanup() -> Iterator[list[str]]:
-    """Keys to unregister after the test, so throw-away importers do not leak."""
-    keys: list[str] = []
-    yield keys
-    for key in keys:
-        if key in registry:
-            registry.unregister(key)
+# Throw-away importers defined in these tests are gone from the registry after each one.
+pytestmark = pytest.mark.usefixtures("registry_snapshot")
 
 
 def test_every_importer_class_is_registered_under_its_class_name() -> None:
@@ -33,14 +26,13 @@ def test_every_importer_class_is_registered_under_its_class_name() -> None:
     assert issubclass(ImporterMeta, abc.ABCMeta)
 
 
-def test_class_body_can_choose_its_key(cleanup: list[str]) -> None:
+def test_class_body_can_choose_its_key() -> None:
     class Renamed(BaseImporter):
         importer_name = "custom-key"
 
     class ChildOfRenamed(Renamed):
         pass
 
-    cleanup += ["custom-key", "ChildOfRenamed"]
     assert registry["custom-key"] is Renamed
     assert "Renamed" not in registry
     # The key is not inherited: the child registers under its own class name.
@@ -82,7 +74,7 @@ def test_a_different_class_under_a_taken_key_is_refused_at_creation() -> None:
     assert registry["Recorder"] is importers.Recorder  # the original stays
 
 
-def test_the_same_class_imported_twice_is_not_an_error(cleanup: list[str]) -> None:
+def test_the_same_class_imported_twice_is_not_an_error() -> None:
     def define() -> type[BaseImporter]:
         class Reloaded(BaseImporter):
             pass
@@ -90,12 +82,11 @@ def test_the_same_class_imported_twice_is_not_an_error(cleanup: list[str]) -> No
         return Reloaded
 
     first, second = define(), define()  # same module and qualified name, as a reload gives
-    cleanup.append("Reloaded")
     assert first is not second
     assert registry["Reloaded"] is second
 
 
-def test_abstract_importers_are_registered_and_marked(cleanup: list[str]) -> None:
+def test_abstract_importers_are_registered_and_marked() -> None:
     class WithAbstractMethod(BaseImporter):
         @abc.abstractmethod
         def fetch(self) -> None: ...
@@ -104,7 +95,6 @@ def test_abstract_importers_are_registered_and_marked(cleanup: list[str]) -> Non
         def fetch(self) -> None:
             pass
 
-    cleanup += ["WithAbstractMethod", "Implementation"]
     assert registry["WithAbstractMethod"].abstract
     assert registry["AbstractExample"] is AbstractExample
     assert AbstractExample.abstract
@@ -114,13 +104,30 @@ def test_abstract_importers_are_registered_and_marked(cleanup: list[str]) -> Non
     assert not ConcreteImporter.abstract
 
 
-def test_task_methods_are_declared_per_class(cleanup: list[str]) -> None:
+def test_task_methods_are_declared_per_class() -> None:
     class Declares(BaseImporter):
         @as_task
         def run(self) -> None: ...
 
         def helper(self) -> None: ...
 
-    cleanup.append("Declares")
-    assert Declares.task_methods == frozenset({"run"})
-    assert Recorder.task_methods == frozenset({"add", "echo", "fail"})
+    assert set(Declares.task_methods) == {"run"}
+    assert set(Recorder.task_methods) == {"add", "echo", "fail"}
+
+
+def test_the_registry_is_restored_after_a_test_adds_replaces_or_removes_importers() -> None:
+    before = list(registry.items())
+    with registry_restored():
+
+        class ThrowAway(BaseImporter):
+            pass
+
+        # The same module and qualified name: a reload, which replaces the class under its key.
+        reloaded = ImporterMeta(
+            "ConcreteImporter", (BaseImporter,), {"__module__": ConcreteImporter.__module__}
+        )
+        registry.unregister("Recorder")
+        assert registry["ThrowAway"] is ThrowAway
+        assert registry["ConcreteImporter"] is reloaded
+        assert "Recorder" not in registry
+    assert list(registry.items()) == before

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ast
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import chain, chord, group
 
 from config.celery_app import app
-from tests.conftest import LiveWorker
 from tests.core.test_arguments import same
 from tests.example_app.importers import (
     BaseExample,
@@ -20,6 +20,7 @@ from tests.example_app.importers import (
     Recorder,
     UndecoratedOverride,
 )
+from tests.support.workers import CeleryWorker
 
 TIMEOUT = 15
 
@@ -35,7 +36,7 @@ TIMEOUT = 15
     ],
 )
 def test_the_worker_runs_the_runtime_classs_method_on_an_instance_of_it(
-    live: LiveWorker, importer: type, code: str
+    live: CeleryWorker, importer: type, code: str
 ) -> None:
     result = importer().do_something.as_task("Q1022", depth=3)
     assert result.get(timeout=TIMEOUT) == {
@@ -46,7 +47,7 @@ def test_the_worker_runs_the_runtime_classs_method_on_an_instance_of_it(
     }
 
 
-def test_sets_and_tuples_survive_the_broker(live: LiveWorker) -> None:
+def test_sets_and_tuples_survive_the_broker(live: CeleryWorker) -> None:
     value = {"ids": ("Q1", "Q2"), "seen": {"Q3", ("P31", 5)}, "nested": [{"t": ()}]}
     result = Recorder().echo.as_task(value, kind="wire").get(timeout=TIMEOUT)
     assert result["type"] == "dict"
@@ -54,7 +55,7 @@ def test_sets_and_tuples_survive_the_broker(live: LiveWorker) -> None:
 
 
 def test_the_message_carries_only_key_method_and_json_arguments(
-    live: LiveWorker, published: list[dict[str, Any]]
+    live: CeleryWorker, published: list[dict[str, Any]]
 ) -> None:
     result = Recorder().echo.as_task.apply_async(args=[{"Q1"}], kwargs={"kind": "set"})
     assert result.get(timeout=TIMEOUT)["value"] == "{'Q1'}"
@@ -66,7 +67,7 @@ def test_the_message_carries_only_key_method_and_json_arguments(
     assert kwargs == {}
 
 
-def test_celery_options_pass_through(live: LiveWorker) -> None:
+def test_celery_options_pass_through(live: CeleryWorker) -> None:
     started = time.monotonic()
     result = Recorder().add.as_task.apply_async(args=[20, 22], countdown=1, task_id="answer-" + str(started))
     assert result.id == "answer-" + str(started)
@@ -74,7 +75,7 @@ def test_celery_options_pass_through(live: LiveWorker) -> None:
     assert time.monotonic() - started >= 1
 
 
-def test_signatures_compose_on_the_worker(live: LiveWorker) -> None:
+def test_signatures_compose_on_the_worker(live: CeleryWorker) -> None:
     recorder = Recorder()
     assert chain(recorder.add.as_task.s(1, 2), recorder.add.as_task.s(10))().get(timeout=TIMEOUT) == 13
     assert group(recorder.add.as_task.si(i, 1) for i in range(4))().get(timeout=TIMEOUT) == [1, 2, 3, 4]
@@ -94,14 +95,14 @@ def test_signatures_compose_on_the_worker(live: LiveWorker) -> None:
     ],
 )
 def test_forged_messages_are_refused_without_side_effects_and_the_worker_goes_on(
-    live: LiveWorker, message: list[Any], reason: str
+    live: CeleryWorker, recorder_log: Path, message: list[Any], reason: str
 ) -> None:
-    before = live.recorded()
+    before = recorder_log.read_text()
     forged = app.send_task("core.call_importer_method", args=message)
     with pytest.raises(Exception, match=r"not a declared|No importer|must be"):
         forged.get(timeout=TIMEOUT)
     assert forged.state == "FAILURE"
     assert reason in str(forged.result)
-    assert live.recorded() == before  # no instance made, no method called
+    assert recorder_log.read_text() == before  # no instance made, no method called
     assert Recorder().add.as_task(2, 3).get(timeout=TIMEOUT) == 5  # still working
-    assert reason in live.log.read_text()  # and the refusal is in the worker's log
+    assert reason in live.log_text()  # and the refusal is in the worker's log

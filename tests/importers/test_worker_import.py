@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.core.management.base import CommandError
 from django.db import connection
 
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, ImportRun, WikidataEntity, WikidataRedirect
-from tests.conftest import LiveWorker
 from tests.importers.conftest import EVERY_KIND, import_wikidata
+from tests.support.outcomes import wait_for_outcomes
 from tests.support.wikidata_server import StandInWikidata
+from tests.support.workers import CeleryWorker
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the worker must see what the test commits
 
 
-def test_the_worker_imports_every_kind_of_entity(served: StandInWikidata, live: LiveWorker) -> None:
+def test_the_worker_imports_every_kind_of_entity(served: StandInWikidata, live: CeleryWorker) -> None:
     with pytest.raises(CommandError) as caught:
         import_wikidata("Q1022", "Q7259", "P31", "L7", "Q99999", "Q404", "--wait")
     assert str(caught.value) == "1 id was not imported:\n  Q404: missing: Q404: no such entity (HTTP 404)"
@@ -30,10 +29,12 @@ def test_the_worker_imports_every_kind_of_entity(served: StandInWikidata, live: 
     assert WikidataRedirect.objects.get(pk="Q99999").target_id == "Q1022"
     run = ImportRun.objects.get()
     assert (run.requested, run.finished) == (6, 6)
-    assert "WikidataImporter.import_single" in live.log.read_text()  # the worker ran them
+    assert "WikidataImporter.import_single" in live.log_text()  # the worker ran them
 
 
-def test_without_wait_the_command_reports_what_it_enqueued(served: StandInWikidata, live: LiveWorker) -> None:
+def test_without_wait_the_command_reports_what_it_enqueued(
+    served: StandInWikidata, live: CeleryWorker
+) -> None:
     output = import_wikidata("Q1022", "P31")
     run = ImportRun.objects.get()
     assert output == f"Enqueued 2 import tasks for 2 ids (run {run.pk}).\n"
@@ -41,11 +42,11 @@ def test_without_wait_the_command_reports_what_it_enqueued(served: StandInWikida
     assert output.splitlines()[-1] == "Every id was imported."
 
 
-def test_sync_runs_in_process_even_with_a_broker(served: StandInWikidata, live: LiveWorker) -> None:
-    received = live.log.read_text().count("received")
+def test_sync_runs_in_process_even_with_a_broker(served: StandInWikidata, live: CeleryWorker) -> None:
+    received = live.log_text().count("received")
     output = import_wikidata("Q1022", "--sync")
     assert output.splitlines()[0] == "Q1022  imported  Stuttgart"
-    assert live.log.read_text().count("received") == received  # nothing went to the worker
+    assert live.log_text().count("received") == received  # nothing went to the worker
 
 
 @pytest.mark.skipif(
@@ -53,11 +54,11 @@ def test_sync_runs_in_process_even_with_a_broker(served: StandInWikidata, live: 
     reason="needs a server to drop the worker's connection; CI runs this file on PostgreSQL too",
 )
 def test_a_worker_reconnects_when_the_database_drops_its_connection(
-    served: StandInWikidata, live: LiveWorker
+    served: StandInWikidata, live: CeleryWorker
 ) -> None:
     # Workers keep their connection between tasks; a database restart breaks it under them.
     WikidataImporter().import_bulk(["Q1022"])
-    assert wait_for_outcomes(["Q1022"]) == {"Q1022": "imported"}
+    assert wait_for_outcomes(["Q1022"], why=live.log_tail) == {"Q1022": "imported"}
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -65,14 +66,4 @@ def test_a_worker_reconnects_when_the_database_drops_its_connection(
         )
         assert cursor.fetchall(), "the worker had no connection to drop"
     WikidataImporter().import_bulk(["P31", "L7"])
-    assert wait_for_outcomes(["P31", "L7"]) == {"P31": "imported", "L7": "imported"}
-
-
-def wait_for_outcomes(ids: list[str], timeout: float = 15) -> dict[str, str]:
-    """The outcomes of ``ids`` once all have one, or what there is after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = dict(ImportOutcome.objects.filter(pk__in=ids).values_list("pk", "status"))
-        if len(found) == len(ids) or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
+    assert wait_for_outcomes(["P31", "L7"], why=live.log_tail) == {"P31": "imported", "L7": "imported"}

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +20,10 @@ from django.db import connection
 from kombu import pools
 
 from config.celery_app import app
-from importers.models import ImportOutcome
-from tests.conftest import ROOT, LiveWorker
+from tests.conftest import ROOT, make_worker
+from tests.support.waiting import wait_until
 from tests.support.wikidata_server import StandInWikidata
-
-# The longest any single wait in these tests may take before the test fails.
-TIMEOUT = 30.0
-
-
-def wait_until(
-    condition: Callable[[], Any],
-    timeout: float = TIMEOUT,
-    why: Callable[[], str] = lambda: "",
-    interval: float = 0.05,
-) -> Any:
-    """Poll ``condition`` until it returns something true, and return that; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout:g} s waiting for {condition.__name__}\n{why()}")
-        time.sleep(interval)
+from tests.support.workers import CeleryWorker
 
 
 def free_port() -> int:
@@ -55,11 +35,6 @@ def free_port() -> int:
 
 def database_name() -> str:
     return str(connection.settings_dict["NAME"])
-
-
-def outcomes(ids: Iterable[str]) -> dict[str, str]:
-    """The recorded outcome of each of ``ids`` that has one."""
-    return dict(ImportOutcome.objects.filter(wikidata_id__in=list(ids)).values_list("wikidata_id", "status"))
 
 
 class RedisServer:
@@ -123,83 +98,6 @@ class RedisServer:
         self.kill()
 
 
-class ProductionWorker(LiveWorker):
-    """A ``celery worker`` of one test's own: node name, broker, settings and concurrency.
-
-    It runs in a process group of its own, so that it can be killed with its pool processes,
-    as a machine that dies or an OOM killer would; ``stop()`` always leaves none of them behind.
-    """
-
-    def __init__(self, log_dir: Path, env: dict[str, str], name: str, concurrency: int) -> None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        super().__init__(log_dir, env)
-        # Unique to this test run, so that runs sharing a broker never answer each other's pings.
-        self.nodename = f"{name}-{os.getpid()}@localhost"
-        self.concurrency = concurrency
-
-    def start(self) -> None:
-        queues = f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.WIKIDATA_QUEUE}"
-        command = [
-            sys.executable, "-m", "celery", "-A", "config.celery_app", "worker",
-            "--hostname", self.nodename, "--queues", queues,
-            "--pool", "prefork", "--concurrency", str(self.concurrency), "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ]  # fmt: skip
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
-            )
-
-        def answers_a_ping() -> bool:
-            if self.exited():
-                raise AssertionError(f"celery worker {self.nodename} exited at start-up:\n{self.log_tail()}")
-            # Goes through this process's broker: the Deployment has switched it to the worker's.
-            # limit=1 returns on the first answer instead of waiting out the timeout.
-            return bool(app.control.ping(destination=[self.nodename], timeout=0.5, limit=1))
-
-        wait_until(answers_a_ping, why=self.log_tail)
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def pool_pids(self) -> list[int]:
-        """The pool processes, found as the main process's children."""
-        found = subprocess.run(["pgrep", "-P", str(self.pid)], capture_output=True, text=True, check=False)
-        return [int(pid) for pid in found.stdout.split()]
-
-    def exited(self) -> bool:
-        """Whether the main process has exited; it is not reaped, so its group id stays ours."""
-        if self.process is None or self.process.returncode is not None:
-            return True
-        return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-
-    def kill(self) -> None:
-        """SIGKILL the main process and its pool processes at once, then reap the main process."""
-        if self.process is None or self.process.returncode is not None:
-            return
-        # The main process is not reaped yet, so the group id cannot belong to anyone else.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def terminate(self, timeout: float = 20) -> int:
-        """Warm shutdown (SIGTERM to the main process, as a supervisor sends); return the exit status."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        wait_until(self.exited, timeout=timeout, why=self.log_tail)
-        self.kill()  # any pool process left behind
-        return self.process.returncode
-
-    def stop(self) -> None:
-        # Teardown: these workers are disposable, and their brokers are too.
-        self.kill()
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 # This process's Celery settings that a Deployment switches, under the Django namespace's keys:
 # app.conf.broker_url would be shadowed by CELERY_BROKER_URL from the Django settings.
 SENDER_KEYS = ("CELERY_BROKER_URL", "CELERY_BROKER_TRANSPORT_OPTIONS", "CELERY_TASK_ALWAYS_EAGER")
@@ -224,7 +122,7 @@ class Deployment:
         self.log_dir = log_dir
         self.standin = standin
         self.visibility_timeout = visibility_timeout
-        self.workers: list[ProductionWorker] = []
+        self.workers: list[CeleryWorker] = []
         self._saved: dict[str, Any] = {}
 
     def __enter__(self) -> Deployment:
@@ -241,7 +139,7 @@ class Deployment:
     def __exit__(self, *exc_info: object) -> None:
         try:
             for worker in self.workers:
-                worker.stop()
+                worker.kill()  # disposable, like their broker: no warm shutdown to wait for
         finally:
             # Close this broker's pooled connections: the broker is about to go away.
             with contextlib.suppress(Exception):
@@ -265,10 +163,10 @@ class Deployment:
             env["CELERY_VISIBILITY_TIMEOUT"] = str(self.visibility_timeout)
         return env
 
-    def worker(self, name: str = "w", concurrency: int = 2) -> ProductionWorker:
+    def worker(self, name: str = "w", concurrency: int = 2) -> CeleryWorker:
         """Start a worker on this deployment's broker (killed when the Deployment ends)."""
-        env = self.environment()
-        worker = ProductionWorker(self.log_dir / f"{name}-{len(self.workers)}", env, name, concurrency)
+        log_dir = self.log_dir / f"{name}-{len(self.workers)}"
+        worker = make_worker(name, log_dir, self.environment(), concurrency)
         self.workers.append(worker)  # before it starts: a worker that fails to start is killed too
         worker.start()
         return worker
@@ -276,18 +174,6 @@ class Deployment:
     def logs(self) -> str:
         """Every worker's log tail, to explain a failure."""
         return "\n".join(f"--- {w.nodename}\n{w.log_tail()}" for w in self.workers)
-
-    def wait_for_outcomes(self, ids: Iterable[str], timeout: float = TIMEOUT) -> dict[str, str]:
-        """Wait until each of ``ids`` has an outcome; return them."""
-        wanted = list(dict.fromkeys(ids))
-
-        def every_id_has_an_outcome() -> bool:
-            return ImportOutcome.objects.filter(wikidata_id__in=wanted).count() == len(wanted)
-
-        # Polled gently: on SQLite every read holds off the workers' commits for a moment.
-        interval = 0.05 if len(wanted) < 50 else 0.5
-        wait_until(every_id_has_an_outcome, timeout=timeout, why=self.logs, interval=interval)
-        return outcomes(wanted)
 
     @staticmethod
     def _forget_pools(close: bool = False) -> None:

@@ -20,9 +20,9 @@ from tests.production.conftest import (
     database_name,
     free_port,
     manage,
-    outcomes,
-    wait_until,
 )
+from tests.support.outcomes import outcomes, wait_for_outcomes
+from tests.support.waiting import wait_until
 from tests.support.wikidata_server import StandInWikidata
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the workers must see what the test commits
@@ -97,7 +97,7 @@ def test_the_worker_reconnects_after_a_redis_restart_mid_import_and_every_id_end
     time.sleep(VISIBILITY_TIMEOUT + 1)  # down for longer than the visibility timeout
     persistent_redis.start()
 
-    found = site.wait_for_outcomes(ids, timeout=60)
+    found = wait_for_outcomes(ids, timeout=60, why=site.logs)
     assert set(found.values()) <= {"imported", "unchanged"}, found
     assert WikidataEntity.objects.count() == len(ids)
     assert "Connection to broker lost" in worker.log_text()
@@ -138,7 +138,7 @@ def test_import_wikidata_waits_for_a_worker_over_each_broker(
 
     # This process sends over the same broker too.
     WikidataImporter().import_single.as_task(wikidata_id="P31")
-    assert site.wait_for_outcomes(["Q1022", "Q404", "P31"]) == {
+    assert wait_for_outcomes(["Q1022", "Q404", "P31"], why=site.logs) == {
         "Q1022": "imported",
         "Q404": "missing",
         "P31": "imported",

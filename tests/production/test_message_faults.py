@@ -17,14 +17,11 @@ from config.celery_app import app
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, ImportRun, WikidataEntity
 from tests.importers.entities import STUTTGART, item
-from tests.production.conftest import (
-    Deployment,
-    ProductionWorker,
-    RedisServer,
-    outcomes,
-    wait_until,
-)
+from tests.production.conftest import Deployment, RedisServer
+from tests.support.outcomes import outcomes, wait_for_outcomes
+from tests.support.waiting import wait_until
 from tests.support.wikidata_server import Fault, StandInWikidata
+from tests.support.workers import CeleryWorker
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the workers must see what the test commits
 
@@ -36,7 +33,7 @@ def send_message(message: list[Any], task_id: str) -> None:
     app.send_task(METHOD_CALLER, args=message, task_id=task_id, queue=settings.WIKIDATA_QUEUE)
 
 
-def succeeded(worker: ProductionWorker, task_id: str) -> int:
+def succeeded(worker: CeleryWorker, task_id: str) -> int:
     """How many times the worker ran ``task_id`` to the end."""
     return worker.log_text().count(f"[{task_id}] succeeded")
 
@@ -124,7 +121,7 @@ def test_a_task_sent_in_a_transaction_that_rolls_back_never_runs(
     assert publications == []  # nothing was published
 
     sent_after = WikidataImporter().import_single.as_task(wikidata_id="Q64")
-    assert site.wait_for_outcomes(["Q64"]) == {"Q64": "imported"}
+    assert wait_for_outcomes(["Q64"], why=site.logs) == {"Q64": "imported"}
     assert publications == [sent_after.id]
     assert wikidata.count("Q1022") == 0
     assert outcomes(["Q1022"]) == {}
@@ -148,7 +145,7 @@ def test_a_task_sent_in_a_transaction_runs_after_it_commits(
         assert publications == []  # held back until the commit
     assert publications == [sent.id]
 
-    assert site.wait_for_outcomes(["Q1022"]) == {"Q1022": "imported"}
+    assert wait_for_outcomes(["Q1022"], why=site.logs) == {"Q1022": "imported"}
     assert ImportOutcome.objects.get().run_id == run.pk
     run.refresh_from_db()
     assert run.finished == 1
@@ -160,7 +157,7 @@ def test_a_task_sent_in_a_transaction_runs_after_it_commits(
 @pytest.fixture(scope="module")
 def forgery_site(
     tmp_path_factory: pytest.TempPathFactory, django_db_setup: None, standin: StandInWikidata
-) -> Iterator[tuple[RedisServer, Deployment, ProductionWorker]]:
+) -> Iterator[tuple[RedisServer, Deployment, CeleryWorker]]:
     """One broker and worker for every forged message: each test checks the worker still works."""
     with (
         RedisServer(tmp_path_factory.mktemp("redis")) as broker,
@@ -239,7 +236,7 @@ FORGED: dict[str, tuple[list[Any] | None, str]] = {
 
 @pytest.mark.parametrize("forgery", FORGED)
 def test_a_forged_message_is_refused_and_logged_without_side_effects_and_the_worker_goes_on(
-    forgery_site: tuple[RedisServer, Deployment, ProductionWorker],
+    forgery_site: tuple[RedisServer, Deployment, CeleryWorker],
     wikidata: StandInWikidata,
     tmp_path: Path,
     forgery: str,
@@ -258,7 +255,7 @@ def test_a_forged_message_is_refused_and_logged_without_side_effects_and_the_wor
         send_message(message, task_id)
         refusal = f"Refused {METHOD_CALLER}[{task_id}]: {reason}"
     WikidataImporter().import_single.as_task(wikidata_id="Q64")  # the worker still works
-    assert site.wait_for_outcomes(["Q64"]) == {"Q64": "imported"}
+    assert wait_for_outcomes(["Q64"], why=site.logs) == {"Q64": "imported"}
 
     wait_until(lambda: refusal in worker.log_text(), timeout=10, why=worker.log_tail)
     assert wikidata.count("Q1022") == 0  # nothing was fetched for it, nothing stored

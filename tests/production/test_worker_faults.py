@@ -18,7 +18,9 @@ from django.core.management import call_command
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, ImportRun, WikidataEntity
 from tests.importers.entities import STUTTGART, item
-from tests.production.conftest import Deployment, RedisServer, outcomes, wait_until
+from tests.production.conftest import Deployment, RedisServer
+from tests.support.outcomes import outcomes, wait_for_outcomes
+from tests.support.waiting import wait_until
 from tests.support.wikidata_server import Fault, StandInWikidata
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the workers must see what the test commits
@@ -57,7 +59,7 @@ def test_a_pool_process_killed_mid_import_is_replaced_and_the_id_imported_once(
 
     # acks_late + reject_on_worker_lost: the message goes back to the queue, and the pool
     # process that replaces the dead one runs it again (the fault was for one request only).
-    assert site.wait_for_outcomes(["Q1022"]) == {"Q1022": "imported"}
+    assert wait_for_outcomes(["Q1022"], why=site.logs) == {"Q1022": "imported"}
     assert list(WikidataEntity.objects.values_list("wikidata_id", "label")) == [("Q1022", "Stuttgart")]
     assert wikidata.count("Q1022") == 2  # the killed run, and the one that imported it
     assert worker.pool_pids() != [pool_process]
@@ -91,7 +93,7 @@ def test_a_worker_killed_mid_run_loses_no_id_once_another_worker_starts(
     time.sleep(max(0.0, killed_at + VISIBILITY_TIMEOUT + 0.5 - time.monotonic()))
     site.worker("b", concurrency=2)
 
-    assert site.wait_for_outcomes(ids) == dict.fromkeys(ids, "imported")
+    assert wait_for_outcomes(ids, why=site.logs) == dict.fromkeys(ids, "imported")
     assert WikidataEntity.objects.count() == len(ids)
     assert {entity_id: wikidata.count(entity_id) for entity_id in ("Q5", "Q6")} == {"Q5": 2, "Q6": 2}
     run = ImportRun.objects.get()
@@ -121,7 +123,7 @@ def test_a_warm_shutdown_lets_running_tasks_finish_and_they_do_not_run_again(
 
     time.sleep(1.5)  # past the visibility timeout
     site.worker("b", concurrency=2)
-    assert site.wait_for_outcomes(ids) == dict.fromkeys(ids, "imported")
+    assert wait_for_outcomes(ids, why=site.logs) == dict.fromkeys(ids, "imported")
     assert {entity_id: wikidata.count(entity_id) for entity_id in ids} == dict.fromkeys(ids, 1)
 
 
@@ -135,7 +137,7 @@ def test_two_workers_share_a_bulk_import_and_import_every_id_exactly_once(
     id_file.write_text("\n".join(ids) + "\n")
 
     import_wikidata("--file", str(id_file))
-    assert site.wait_for_outcomes(ids, timeout=120) == dict.fromkeys(ids, "imported")
+    assert wait_for_outcomes(ids, timeout=120, why=site.logs) == dict.fromkeys(ids, "imported")
 
     requested = Counter(entity_id for request in list(wikidata.requests) for entity_id in request.entity_ids)
     assert requested == Counter(ids)  # one request for every id, none twice
