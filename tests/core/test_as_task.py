@@ -324,3 +324,26 @@ def test_a_class_whose_task_method_takes_what_cannot_travel_is_refused_when_crea
             def at(self, when: datetime.datetime) -> None: ...
 
     assert "Untravelled" not in registry
+
+
+@pytest.mark.usefixtures("registry_snapshot")
+def test_an_inherited_task_method_runs_the_same_code_and_super_still_works() -> None:
+    class Parent(BaseImporter):
+        @as_task
+        def greet(self, name: str) -> str:
+            return f"{type(self).__name__} greets {name}"
+
+    class Child(Parent):
+        @as_task
+        def greet(self, name: str) -> str:
+            return "child: " + super().greet(name)
+
+    class GrandChild(Child):
+        pass
+
+    assert GrandChild.greet.__code__ is Child.__dict__["greet"].__code__
+    assert GrandChild.greet is not Child.greet  # a copy of its own, sending as GrandChild
+    assert GrandChild().greet("x") == "child: GrandChild greets x"
+    assert GrandChild().greet.as_task("x").get() == "child: GrandChild greets x"
+    assert Child.greet.as_task.label == "Child.greet"
+    assert GrandChild.greet.as_task.label == "GrandChild.greet"

@@ -27,6 +27,8 @@ def test_list_importers_prints_a_table_of_every_importer() -> None:
     assert recorder.split()[:4] == ["Recorder", "tests.example_app.importers.Recorder", "example_app", "no"]
     assert "add(left: 'int', right: 'int') -> 'int'" in recorder
     assert "echo(value: 'Any', *, kind: 'str' = 'any')" in output
+    assert "fail(message: 'str') -> 'None'  [priority=9, expires=60]" in output  # options, not markup
+    assert "import_batch(wikidata_ids: 'list[str]'" in output
     abstract = next(line for line in lines if line.startswith("AbstractExample "))
     assert abstract.split()[3] == "yes"
 
@@ -78,6 +80,19 @@ def test_run_importer_runs_a_task_method_with_json_arguments(sync: list[str]) ->
         (["Recorder", "echo", "--kwarg", "novalue"], "expected NAME=VALUE"),
         (["Recorder", "fail", "boom", "--sync"], "Recorder.fail failed: RuntimeError('boom')"),
         (["AbstractExample", "do_something"], "abstract importer"),
+        # Typed: a str is not a list of ids, nor an int an id.
+        (
+            ["WikidataImporter", "import_bulk", "Q42"],
+            "WikidataImporter.import_bulk(): wikidata_ids is a str ('Q42'), expected Iterable[str]",
+        ),
+        (
+            ["WikidataImporter", "import_single", "42"],
+            "WikidataImporter.import_single(): wikidata_id is an int (42), expected str",
+        ),
+        (
+            ["WikidataImporter", "import_single", "Q42", "--kwarg", 'run_id="7"'],
+            "run_id is a str ('7'), expected int | None",
+        ),
     ],
 )
 def test_run_importer_turns_mistakes_into_command_errors(args: list[str], message: str) -> None:

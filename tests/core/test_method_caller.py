@@ -33,6 +33,8 @@ REFUSED: list[tuple[tuple[Any, ...], str]] = [
     (("Recorder", "calls", [], {}), "Recorder.calls is not a declared task method"),
     (("Recorder", "mro", [], {}), "Recorder.mro is not a declared task method"),
     (("Recorder", "add", [1], {}), "Recorder.add(): missing a required argument: 'right'"),
+    (("Recorder", "add", [1, True], {}), "Recorder.add(): right is a bool (True), expected int"),
+    (("Recorder", "echo", [1], {"kind": None}), "Recorder.echo(): kind is None, expected str"),
     (("Recorder", "add", [1, 2], {"extra": 1}), "unexpected keyword argument 'extra'"),
     (("Recorder", "echo", [{"__set__": [[1]]}], {}), "unhashable"),
     (("Recorder", "echo", {"value": 1}, {}), "args must be a JSON list"),

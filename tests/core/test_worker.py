@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 from celery import chain, chord, group
+from celery.result import EagerResult
 
 from config.celery_app import app
+from core.sender import in_process, runs_in_process
 from tests.core.test_arguments import same
 from tests.example_app.importers import (
     BaseExample,
@@ -92,6 +94,7 @@ def test_signatures_compose_on_the_worker(live: CeleryWorker) -> None:
         (["Recorder", "undeclared", [], {}], "Recorder.undeclared is not a declared task method"),
         (["Recorder", "_private", [], {}], "Recorder._private is not a declared task method"),
         (["Recorder", "add", "not a list", {}], "args must be a JSON list"),
+        (["Recorder", "add", ["40", 2], {}], "Recorder.add(): left is a str ('40'), expected int"),
     ],
 )
 def test_forged_messages_are_refused_without_side_effects_and_the_worker_goes_on(
@@ -99,10 +102,25 @@ def test_forged_messages_are_refused_without_side_effects_and_the_worker_goes_on
 ) -> None:
     before = recorder_log.read_text()
     forged = app.send_task("core.call_importer_method", args=message)
-    with pytest.raises(Exception, match=r"not a declared|No importer|must be"):
+    with pytest.raises(Exception, match=r"not a declared|No importer|must be|expected int"):
         forged.get(timeout=TIMEOUT)
     assert forged.state == "FAILURE"
     assert reason in str(forged.result)
     assert recorder_log.read_text() == before  # no instance made, no method called
     assert Recorder().add.as_task(2, 3).get(timeout=TIMEOUT) == 5  # still working
     assert reason in live.log_text()  # and the refusal is in the worker's log
+
+
+def test_in_process_runs_every_call_here_even_with_workers(live: CeleryWorker, recorder_log: Path) -> None:
+    with in_process():
+        assert runs_in_process()
+        result = Recorder().echo.as_task("here", kind="scope")
+        inherited = InheritingImporter().do_something.as_task.apply_async(("here",))
+    assert isinstance(result, EagerResult)
+    assert result.get()["kind"] == "scope"
+    assert inherited.get()["instance"] == "InheritingImporter"
+    assert ("echo", "here") in Recorder.calls  # ran in this process
+    assert not runs_in_process()
+    assert Recorder().echo.as_task("there").get(timeout=TIMEOUT)["value"] == "'there'"  # the worker
+    assert "echo 'there'" in recorder_log.read_text()
+    assert "echo 'here'" not in recorder_log.read_text()

@@ -98,3 +98,24 @@ def test_waiting_gives_up_after_the_timeout_saying_what_is_missing() -> None:
     with pytest.raises(CommandError) as caught:
         Command(stdout=io.StringIO(), stderr=io.StringIO()).wait_for(run, 3, timeout=0.2)
     assert str(caught.value).startswith(f"Gave up waiting after 0.2 s: 2 of 3 ids of run {run.pk}")
+
+
+def test_verbosity_0_prints_nothing_and_still_fails_on_a_missing_id(served: StandInWikidata) -> None:
+    assert import_wikidata("Q1022", "-v", "0") == ""
+    with pytest.raises(CommandError, match="Q404: missing"):
+        import_wikidata("Q1022", "Q404", "--verbosity", "0")
+
+
+def test_the_progress_bar_goes_to_the_commands_stderr(served: StandInWikidata) -> None:
+    from importers.management.commands.import_wikidata import Command
+
+    err = io.StringIO()
+    run = ImportRun.objects.create(requested=2, finished=2)
+    Command(stdout=io.StringIO(), stderr=err).wait_for(run, 2)
+    assert "importing" in err.getvalue()
+    assert "2/2" in err.getvalue()
+    quiet = io.StringIO()
+    command = Command(stdout=io.StringIO(), stderr=quiet)
+    command.verbosity = 0
+    command.wait_for(run, 2)
+    assert quiet.getvalue() == ""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
@@ -67,3 +70,19 @@ def test_a_worker_reconnects_when_the_database_drops_its_connection(
         assert cursor.fetchall(), "the worker had no connection to drop"
     WikidataImporter().import_bulk(["P31", "L7"])
     assert wait_for_outcomes(["P31", "L7"], why=live.log_tail) == {"P31": "imported", "L7": "imported"}
+
+
+def test_with_workers_verbosity_2_lists_each_ids_outcome_after_waiting(
+    served: StandInWikidata, live: CeleryWorker
+) -> None:
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="Q404: missing"):
+        call_command(
+            "import_wikidata", "Q1022", "Q404", "--wait", "-v", "2", stdout=out, stderr=io.StringIO()
+        )
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("Enqueued 2 import tasks for 2 ids")
+    assert sorted(lines[1:3]) == [
+        "Q1022  imported  Stuttgart",
+        "Q404   missing   Q404: no such entity (HTTP 404)",
+    ]
