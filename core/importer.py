@@ -65,6 +65,9 @@ class BoundTaskMethod(Protocol[P, R_co]):
 class TaskFunction(Protocol[P, R_co]):
     """What type checkers see of a task method on its class: a function with ``as_task``."""
 
+    __name__: str
+    __qualname__: str
+    __code__: types.CodeType
     as_task: TaskSender[P]
     task_method: TaskMethod
 
