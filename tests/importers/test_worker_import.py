@@ -31,7 +31,7 @@ def test_the_worker_imports_every_kind_of_entity(served: StandInWikidata, live: 
     assert WikidataEntity.objects.get(pk="L7").label == "cat"
     assert WikidataRedirect.objects.get(pk="Q99999").target_id == "Q1022"
     run = ImportRun.objects.get()
-    assert (run.requested, run.finished) == (6, 6)
+    assert (run.requested, run.finished_now()) == (6, 6)
     assert "WikidataImporter.import_single" in live.log_text()  # the worker ran them
 
 
