@@ -84,7 +84,7 @@ def run(quick: bool) -> Result:
         "WikidataEntity.objects.update_or_create(...) with the same fields, in the bench process.",
         f"Worker: WikidataImporter().import_bulk(ids, run_id=...) from the bench process; one `celery "
         f"worker --pool prefork --concurrency {CONCURRENCY} --loglevel INFO` on the Wikidata queue "
-        "(config.settings.local); timed from the first send until ImportRun.finished == requested "
+        "(config.settings.local); timed from the first send until every id of the run has an outcome "
         "(polled every 20 ms). Each worker run has a new database, stand-in and worker, warmed up on "
         f"{CONCURRENCY * 2} other ids first.",
         f"{imported:,} of {count:,} outcomes of the product's worker run were `imported`.",

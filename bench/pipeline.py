@@ -94,9 +94,11 @@ def import_in_process(wikidata_ids: list[str], timeout: float, **options: Any) -
     start = time.perf_counter()
     sent = WikidataImporter().import_bulk(wikidata_ids, run_id=run.pk, **options)
     ImportRun.objects.filter(pk=run.pk).update(requested=sent)
-    runs = ImportRun.objects.filter(pk=run.pk).values_list("finished", flat=True)
     wait_until(
-        lambda: runs.get() >= sent, timeout, why=lambda: f"{runs.get()} of {sent} ids finished", interval=0.02
+        lambda: run.finished_now() >= sent,
+        timeout,
+        why=lambda: f"{run.finished_now()} of {sent} ids finished",
+        interval=0.02,
     )
     return time.perf_counter() - start
 

@@ -114,18 +114,18 @@ def _declare(func: Callable[..., Any], options: Mapping[str, Any]) -> Any:
     return func
 
 
+def _seconds(value: Any) -> bool:
+    return type(value) in (int, float) and 0 < value < float("inf")
+
+
 # Each option, and the check of its value.
 _OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "queue": (lambda value: type(value) is str and bool(value), "a queue name"),
     "priority": (lambda value: type(value) is int and 0 <= value <= 255, "an int from 0 to 255"),
-    "soft_time_limit": (lambda value: _positive(value), "a number of seconds above 0"),
-    "time_limit": (lambda value: _positive(value), "a number of seconds above 0"),
-    "expires": (lambda value: _positive(value), "a number of seconds above 0"),
+    "soft_time_limit": (_seconds, "a number of seconds above 0"),
+    "time_limit": (_seconds, "a number of seconds above 0"),
+    "expires": (_seconds, "a number of seconds above 0"),
 }
-
-
-def _positive(value: Any) -> bool:
-    return type(value) in (int, float) and 0 < value < float("inf")
 
 
 def _check_options(options: Mapping[str, Any]) -> dict[str, Any]:

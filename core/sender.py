@@ -96,7 +96,8 @@ class TaskSender(Generic[P]):
         """Send the call with Celery's options (``countdown``, ``queue``, ...); return its ``AsyncResult``.
 
         Options override the method's declared defaults. Inside ``in_process()`` the call runs
-        here (see ``apply``). Inside a transaction it is sent when the transaction commits.
+        here (see ``apply``), where Celery's options have no meaning. Inside a transaction it is
+        sent when the transaction commits.
 
         Raises:
             TypeError: the call cannot be sent (see the class).

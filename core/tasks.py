@@ -7,8 +7,10 @@ from typing import Any
 from celery import Task, shared_task
 from celery.signals import task_postrun, task_prerun
 from celery.utils.log import get_task_logger
+from django.conf import settings
 from django.db import close_old_connections
 
+from .database import UNAVAILABLE
 from .exceptions import InvalidTaskCall, TaskFailed
 from .message import Message
 
@@ -39,13 +41,31 @@ def call_importer_method(self: Task[Any, Any], *body: Any) -> Any:
 
     Returns the method's return value.
 
+    When the database is unavailable (the method could not even record its failure), the call
+    is sent again with a growing countdown, up to ``IMPORTER_DATABASE_RETRIES`` times, rather than
+    acknowledged and lost.
+
     Raises:
         InvalidTaskCall: the message names an unknown or abstract importer, a method that
             is not a declared task method, or arguments that do not bind. Nothing runs.
+        celery.exceptions.Retry: the database is unavailable; the call was sent again.
     """
     try:
         message = Message.decode(body)
     except InvalidTaskCall as error:
         logger.error("Refused %s[%s]: %s", self.name, self.request.id, error)
         raise
-    return message.run(task_id=self.request.id)
+    try:
+        return message.run(task_id=self.request.id)
+    except UNAVAILABLE as error:
+        if self.request.is_eager:
+            raise  # in process, the caller is right here to see it
+        close_old_connections()
+        countdown = min(2**self.request.retries, settings.IMPORTER_DATABASE_RETRY_MAX_COUNTDOWN)
+        logger.warning(
+            "%s[%s]: the database is unavailable (%s); sending it again in %s s",
+            message.label, self.request.id, error, countdown,
+        )  # fmt: skip
+        raise self.retry(
+            exc=error, countdown=countdown, max_retries=settings.IMPORTER_DATABASE_RETRIES
+        ) from error

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from .models import ImportOutcome, ImportRun, WikidataEntity, WikidataRedirect
+from .models import ImportOutcome, ImportRun, RunOutcome, WikidataEntity, WikidataRedirect
 
 
 @admin.register(WikidataEntity)
@@ -28,3 +28,15 @@ class ImportOutcomeAdmin(admin.ModelAdmin):
 @admin.register(ImportRun)
 class ImportRunAdmin(admin.ModelAdmin):
     list_display = ("id", "created_at", "requested", "finished")
+
+    @admin.display(description="with an outcome")
+    def finished(self, run: ImportRun) -> int:
+        return run.finished_now()
+
+
+@admin.register(RunOutcome)
+class RunOutcomeAdmin(admin.ModelAdmin):
+    list_display = ("wikidata_id", "run", "status", "origin", "entity", "attempts", "error", "updated_at")
+    list_filter = ("status",)
+    search_fields = ("wikidata_id",)
+    raw_id_fields = ("run", "entity")

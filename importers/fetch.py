@@ -8,6 +8,7 @@ timeout, and retries with backoff and jitter that obey ``Retry-After``.
 
 from __future__ import annotations
 
+import contextlib
 import email.message
 import functools
 import io
@@ -85,8 +86,9 @@ def fetch_entity(entity_id: str) -> Fetched:
         raise FetchFailed(
             f"{entity_id}: HTTP {error.code} {error.reason} after {opener.attempts} attempts", opener.attempts
         ) from None
-    except ValueError as error:  # json.JSONDecodeError, or a body that is not UTF-8
-        raise FetchFailed(f"{entity_id}: the response is not JSON ({error})", opener.attempts) from None
+    except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, or nested beyond decoding
+        message = f"{entity_id}: the response is not JSON ({error!s:.200})"
+        raise FetchFailed(message, opener.attempts) from None
     except (KeyError, TypeError, AssertionError, StopIteration) as error:
         raise FetchFailed(
             f"{entity_id}: the response has an unexpected shape ({type(error).__name__}: {error})",
@@ -131,8 +133,9 @@ def fetch_batch(entity_ids: list[str]) -> Batch:
             raise FetchFailed(f"wbgetentities: {message}", attempts)
         try:
             body = loads(response.data)
-        except ValueError as not_json:
-            raise FetchFailed(f"wbgetentities: the response is not JSON ({not_json})", attempts) from None
+        except (ValueError, RecursionError) as not_json:  # or nested beyond decoding
+            message = f"wbgetentities: the response is not JSON ({not_json!s:.200})"
+            raise FetchFailed(message, attempts) from None
         api_error = body.get("error") if isinstance(body, dict) else None
         lag = isinstance(api_error, dict) and api_error.get("code") == "maxlag"
         if lag and lagged < settings.WIKIDATA_MAX_RETRIES:
@@ -178,10 +181,15 @@ def _get(url: str, headers: dict[str, str]) -> tuple[urllib3.BaseHTTPResponse, i
 
 
 def _retry_after(response: urllib3.BaseHTTPResponse) -> float:
-    try:
-        return float(response.headers.get("Retry-After", 5))
-    except ValueError:
-        return 5.0
+    """Seconds to wait before the next try: the answer's ``Retry-After`` (seconds or an HTTP date).
+
+    A value that is neither, or negative, means the default of 5 s.
+    """
+    value = response.headers.get("Retry-After")
+    if value is not None:
+        with contextlib.suppress(urllib3.exceptions.InvalidHeader):
+            return max(urllib3.Retry().parse_retry_after(value), 0.0)
+    return 5.0
 
 
 def _timeout() -> urllib3.Timeout:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.result import EagerResult
 from django.conf import settings
 
+from core.database import UNAVAILABLE
 from core.exceptions import EnqueueFailed, TaskFailed
 from core.importer import BaseImporter, as_task
 
+from .documents import Batch, Fetched
 from .entity_ids import InvalidEntityId, normalize
 from .fetch import MAX_BATCH, EntityInvalid, EntityMissing, FetchError, FetchFailed, fetch_batch, fetch_entity
-from .models import ImportOutcome
+from .models import Status
 from .storage import Storage
 
-Status = ImportOutcome.Status
+T = TypeVar("T")
 
 # The outcome each kind of fetch error ends in; a ``failed`` one fails the task too.
 FETCH_ERROR_OUTCOMES: dict[type[FetchError], Status] = {
@@ -27,9 +30,11 @@ FETCH_ERROR_OUTCOMES: dict[type[FetchError], Status] = {
     FetchFailed: Status.FAILED,
 }
 OUT_OF_TIME = "the task ran out of time (CELERY_TASK_SOFT_TIME_LIMIT)"
+# An outcome's error is for people: long enough for a traceback's last line, not for a document.
+MAX_ERROR = 2000
 
 
-def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Yield lists of ``size`` items (the last may be shorter), consuming ``items`` lazily."""
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
@@ -80,8 +85,14 @@ class WikidataImporter(BaseImporter):
 
         Returns the outcome of each id ("sent" for one handed on to a task of its own). Ids
         the response leaves out, and every id when the whole batch fails after retries, fall
-        back to one ``import_single`` task each, so one bad id cannot sink the others.
+        back to one ``import_single`` task each, and a document that cannot be stored is stored
+        alone, so one bad id cannot sink the others.
+
+        Raises:
+            ValueError: more than 50 ids.
         """
+        if len(wikidata_ids) > MAX_BATCH:
+            raise ValueError(f"import_batch takes at most {MAX_BATCH} ids, not {len(wikidata_ids)}")
         storage = Storage(run_id, self.task_id)
         valid, outcomes = [], {}
         for wikidata_id in wikidata_ids:
@@ -90,20 +101,35 @@ class WikidataImporter(BaseImporter):
             except InvalidEntityId as error:
                 storage.record(wikidata_id[:64], Status.INVALID, error=str(error))
                 outcomes[wikidata_id] = str(Status.INVALID)
-        if not valid:
-            return outcomes
-        try:
-            batch = fetch_batch(valid)
-        except (FetchFailed, SoftTimeLimitExceeded):
-            return outcomes | self._one_by_one(valid, run_id)
-        try:
-            stored = storage.store_batch(batch)
-        except Exception as error:
-            for asked in [*batch.documents, *batch.missing]:
-                storage.record(asked, Status.FAILED, error=f"could not store: {error!r}")
-            raise
-        outcomes |= {asked: str(status) for asked, status in stored.items()}
-        return outcomes | self._one_by_one(batch.absent, run_id)
+        valid = list(dict.fromkeys(valid))  # "Q42" and "q42" are one id, asked for once
+        with _failures_recorded(storage, lambda: [id for id in valid if id not in outcomes]):
+            try:
+                batch = fetch_batch(valid)
+            except (FetchFailed, SoftTimeLimitExceeded):
+                return outcomes | self._one_by_one(valid, run_id)
+            try:
+                stored = storage.store_batch(batch)
+            except UNAVAILABLE:
+                raise
+            except Exception:
+                stored = self._store_each(storage, batch)
+            outcomes |= {asked: str(status) for asked, status in stored.items()}
+            return outcomes | self._one_by_one(batch.absent, run_id)
+
+    def _store_each(self, storage: Storage, batch: Batch) -> dict[str, Status]:
+        """Store a batch's documents one by one, recording ``failed`` for each that cannot be stored."""
+        stored = storage.store_batch(Batch({}, batch.missing, [], batch.attempts))
+        for asked, document in batch.documents.items():
+            try:
+                stored[asked] = storage.store(asked, Fetched(str(document["id"]), document, batch.attempts))
+            except UNAVAILABLE:
+                raise
+            except Exception as error:
+                storage.record(
+                    asked, Status.FAILED, error=_could_not("store", error), attempts=batch.attempts
+                )
+                stored[asked] = Status.FAILED
+        return stored
 
     def _one_by_one(self, wikidata_ids: list[str], run_id: int | None) -> dict[str, str]:
         """Import each id as a task of its own; return the outcomes known here ("sent" for the others)."""
@@ -118,6 +144,10 @@ class WikidataImporter(BaseImporter):
     def import_single(self, wikidata_id: str, run_id: int | None = None) -> str:
         """Fetch one entity and store it; record and return the outcome for ``wikidata_id``.
 
+        Whatever goes wrong, the id gets an outcome: ``failed``, with the error, for anything
+        but an unavailable database (then nothing can be recorded, and the method caller sends
+        the task again).
+
         Raises:
             TaskFailed: the fetch failed for good (after retries); the outcome says why.
         """
@@ -127,18 +157,14 @@ class WikidataImporter(BaseImporter):
         except InvalidEntityId as error:
             storage.record(wikidata_id[:64], Status.INVALID, error=str(error))
             return Status.INVALID
-        try:
-            fetched = fetch_entity(asked_id)
-        except SoftTimeLimitExceeded:
-            return self._fetch_failed(storage, asked_id, FetchFailed(OUT_OF_TIME, attempts=0))
-        except FetchError as error:
-            return self._fetch_failed(storage, asked_id, error)
-        try:
+        with _failures_recorded(storage, lambda: [asked_id]):
+            try:
+                fetched = fetch_entity(asked_id)
+            except SoftTimeLimitExceeded:
+                return self._fetch_failed(storage, asked_id, FetchFailed(OUT_OF_TIME, attempts=0))
+            except FetchError as error:
+                return self._fetch_failed(storage, asked_id, error)
             return storage.store(asked_id, fetched)
-        except Exception as error:
-            # Nothing was stored (one transaction); say so, unless the database itself is down.
-            storage.record(asked_id, Status.FAILED, error=f"could not store: {error!r}")
-            raise
 
     def _fetch_failed(self, storage: Storage, asked_id: str, error: FetchError) -> Status:
         """Record the outcome a fetch error ends in, and return it.
@@ -151,3 +177,25 @@ class WikidataImporter(BaseImporter):
         if status == Status.FAILED:
             raise TaskFailed(f"{asked_id} failed: {error}")
         return status
+
+
+def _could_not(what: str, error: BaseException) -> str:
+    """An outcome's error for an exception nobody expected: its type and message, bounded."""
+    return f"could not {what}: {type(error).__name__}: {error}"[:MAX_ERROR]
+
+
+@contextlib.contextmanager
+def _failures_recorded(storage: Storage, ids: Callable[[], list[str]]) -> Iterator[None]:
+    """Record ``failed`` for ``ids()`` when the block raises what nobody expected, then re-raise it.
+
+    Expected failures (``TaskFailed``) are recorded already; with the database unavailable,
+    nothing can be, and the method caller sends the task again.
+    """
+    try:
+        yield
+    except (TaskFailed, *UNAVAILABLE):
+        raise
+    except Exception as error:
+        for wikidata_id in ids():
+            storage.record(wikidata_id, Status.FAILED, error=_could_not("import", error))
+        raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db import models
 
 from .fields import DocumentField
@@ -37,15 +39,63 @@ class WikidataRedirect(models.Model):
         return f"{self.wikidata_id} -> {self.target_id}"
 
 
+class Status(models.TextChoices):
+    """How importing one requested id ended."""
+
+    IMPORTED = "imported", "imported: stored or updated"
+    UNCHANGED = "unchanged", "unchanged: same revision already stored"
+    REDIRECTED = "redirected", "redirected: merged into another entity, which was stored"
+    MISSING = "missing", "missing: no such entity (never existed, or deleted)"
+    INVALID = "invalid", "invalid: not a Wikidata id"
+    FAILED = "failed", "failed: gave up after retries"
+
+
+# The statuses that count as success for the command's exit status.
+SUCCESSFUL = (Status.IMPORTED, Status.UNCHANGED, Status.REDIRECTED)
+
+
 class ImportRun(models.Model):
-    """One ``import_wikidata`` call: how many tasks it sent, and how many have finished."""
+    """One ``import_wikidata`` call: the ids it requested, each with its outcome in this run."""
 
     created_at = models.DateTimeField(auto_now_add=True)
-    requested = models.PositiveIntegerField(default=0, help_text="Tasks sent.")
-    finished = models.PositiveIntegerField(default=0, help_text="Tasks that recorded an outcome.")
+    requested = models.PositiveIntegerField(default=0, help_text="Ids sent, duplicates left out.")
 
     def __str__(self) -> str:
-        return f"Run {self.pk}: {self.finished}/{self.requested}"
+        return f"Run {self.pk}: {self.requested} ids"
+
+    def request(self, ids: Iterable[tuple[str, str]]) -> tuple[list[str], list[tuple[str, str, str]]]:
+        """Add ``(id, origin)`` pairs (a few thousand at most) to the ids this run requests.
+
+        Returns the ids new to the run, in order, and the duplicates as ``(origin, id, first
+        origin)``: ids this run already requested, or that came twice in ``ids``.
+        """
+        pairs = list(ids)
+        already = dict(
+            self.outcomes.filter(wikidata_id__in={id for id, _ in pairs}).values_list("wikidata_id", "origin")
+        )
+        new: dict[str, str] = {}
+        duplicates = []
+        for wikidata_id, origin in pairs:
+            first = already.get(wikidata_id, new.get(wikidata_id))
+            if first is None:
+                new[wikidata_id] = origin
+            else:
+                duplicates.append((origin, wikidata_id, first))
+        RunOutcome.objects.bulk_create(
+            RunOutcome(run=self, wikidata_id=wikidata_id, origin=origin)
+            for wikidata_id, origin in new.items()
+        )
+        return list(new), duplicates
+
+    def withdraw_after(self, sent: int) -> list[str]:
+        """Remove from the run the ids requested after the first ``sent``; return them, in order.
+
+        For ids that were added but could not be sent (the broker went away).
+        """
+        unsent = self.outcomes.order_by("pk")[sent:]
+        ids = list(unsent.values_list("wikidata_id", flat=True))
+        self.outcomes.filter(pk__in=unsent.values_list("pk", flat=True)).delete()
+        return ids
 
     def set_requested(self, requested: int) -> None:
         """Keep how many ids were sent for this run."""
@@ -53,35 +103,22 @@ class ImportRun(models.Model):
         ImportRun.objects.filter(pk=self.pk).update(requested=requested)
 
     def finished_now(self) -> int:
-        """Return how many of its ids have an outcome now, as the workers count them."""
-        self.finished = ImportRun.objects.values_list("finished", flat=True).get(pk=self.pk)
-        return self.finished
+        """Return how many of its ids have an outcome now."""
+        return self.outcomes.exclude(status="").count()
 
     def status_counts(self) -> dict[str, int]:
-        """Return how many of its ids ended in each outcome, in the order of ``ImportOutcome.Status``."""
-        counts = dict(self.outcomes.values_list("status").annotate(count=models.Count("pk")))
-        return {status: counts[status] for status in ImportOutcome.Status if counts.get(status)}
+        """Return how many of its ids ended in each outcome, in the order of ``Status``."""
+        counts = dict(self.outcomes.values_list("status").annotate(count=models.Count("pk")).order_by())
+        return {status: counts[status] for status in Status if counts.get(status)}
 
-    def unsuccessful(self) -> models.QuerySet[ImportOutcome]:
-        """Return its outcomes that are not a success, oldest id first."""
-        return self.outcomes.exclude(status__in=ImportOutcome.SUCCESSFUL).order_by("pk")
+    def unsuccessful(self) -> models.QuerySet[RunOutcome]:
+        """Return its ids not imported, unchanged or redirected (or without an outcome yet), in order."""
+        return self.outcomes.exclude(status__in=SUCCESSFUL).order_by("pk")
 
 
-class ImportOutcome(models.Model):
-    """The latest outcome of importing one requested id."""
+class OutcomeFields(models.Model):
+    """What an outcome says: the status, the stored entity, the error, the requests made."""
 
-    class Status(models.TextChoices):
-        IMPORTED = "imported", "imported: stored or updated"
-        UNCHANGED = "unchanged", "unchanged: same revision already stored"
-        REDIRECTED = "redirected", "redirected: merged into another entity, which was stored"
-        MISSING = "missing", "missing: no such entity (never existed, or deleted)"
-        INVALID = "invalid", "invalid: not a Wikidata id"
-        FAILED = "failed", "failed: gave up after retries"
-
-    # The statuses that count as success for the command's exit status.
-    SUCCESSFUL = (Status.IMPORTED, Status.UNCHANGED, Status.REDIRECTED)
-
-    wikidata_id = models.CharField(primary_key=True, max_length=64, help_text="The id as requested.")
     status = models.CharField(max_length=16, choices=Status.choices)
     entity = models.ForeignKey(
         WikidataEntity,
@@ -93,11 +130,39 @@ class ImportOutcome(models.Model):
     )
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="HTTP requests made for the last try.")
-    run = models.ForeignKey(
-        ImportRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="outcomes"
-    )
     task_id = models.CharField(max_length=255, blank=True, help_text="The Celery task that recorded it.")
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        abstract = True
+
+
+class RunOutcome(OutcomeFields):
+    """One id a run requested, and its outcome in that run (no status: none recorded yet)."""
+
+    run = models.ForeignKey(ImportRun, on_delete=models.CASCADE, related_name="outcomes")
+    wikidata_id = models.CharField(max_length=64, help_text="The id as requested, normalized.")
+    origin = models.CharField(max_length=64, blank=True, help_text="Where it came from, e.g. 'line 7'.")
+    status = models.CharField(max_length=16, choices=Status.choices, blank=True)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(fields=["run", "wikidata_id"], name="one_outcome_per_run_and_id"),
+        )
+        indexes = (models.Index(fields=["run", "status"]),)
+
+    def __str__(self) -> str:
+        return f"{self.wikidata_id} {self.status or 'no outcome yet'} (run {self.run_id})"
+
+
+class ImportOutcome(OutcomeFields):
+    """The latest outcome of importing one id, whichever run (or direct call) recorded it."""
+
+    Status = Status
+    SUCCESSFUL = SUCCESSFUL
+
+    wikidata_id = models.CharField(primary_key=True, max_length=64, help_text="The id as requested.")
+    run = models.ForeignKey(ImportRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         indexes = (models.Index(fields=["run", "status"]),)

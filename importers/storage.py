@@ -8,16 +8,16 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from .documents import Batch, Fetched, summarize
-from .models import ImportOutcome, ImportRun, WikidataEntity, WikidataRedirect
+from core.database import patiently
 
-Status = ImportOutcome.Status
+from .documents import Batch, Fetched, summarize
+from .models import ImportOutcome, RunOutcome, Status, WikidataEntity, WikidataRedirect
 
 ENTITY_FIELDS = ["entity_type", "label", "description", "data", "lastrevid", "modified", "fetched_at"]
 OUTCOME_FIELDS = ["status", "entity", "error", "attempts", "run", "task_id", "updated_at"]
+RUN_OUTCOME_FIELDS = ["status", "entity", "error", "attempts", "task_id", "updated_at"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,12 @@ class Storage:
     def store_batch(self, batch: Batch) -> dict[str, Status]:
         """Store a batch's documents, redirects and outcomes in one transaction; return the outcomes.
 
-        The ids in ``batch.absent`` are left alone (and get no outcome).
+        The ids in ``batch.absent`` are left alone (and get no outcome). While the database is
+        unavailable, it tries again for up to ``IMPORTER_DATABASE_WAIT`` seconds.
         """
+        return patiently(lambda: self._store_batch(batch))
+
+    def _store_batch(self, batch: Batch) -> dict[str, Status]:
         targets = {asked: str(document["id"]) for asked, document in batch.documents.items()}
         now = timezone.now()
         with transaction.atomic():
@@ -93,12 +97,19 @@ class Storage:
         error: str = "",
         attempts: int = 0,
     ) -> None:
-        """Keep the outcome of ``asked_id`` (replacing an earlier one) and count it for the run."""
+        """Keep the outcome of ``asked_id``, as its latest and as its outcome in the run.
+
+        While the database is unavailable, it tries again for up to ``IMPORTER_DATABASE_WAIT`` s.
+        """
         outcome = self._outcome(
             asked_id, status, timezone.now(), entity_id=entity_id, error=error, attempts=attempts
         )
-        with transaction.atomic():
-            self._save_outcomes([outcome])
+
+        def save() -> None:
+            with transaction.atomic():
+                self._save_outcomes([outcome])
+
+        patiently(save)
 
     def _outcome(
         self,
@@ -122,26 +133,36 @@ class Storage:
         )
 
     def _save_outcomes(self, outcomes: list[ImportOutcome]) -> None:
-        """Upsert outcomes and count them for the run; call inside a transaction.
+        """Keep each outcome as the id's latest, and as its outcome in the run; call inside a transaction.
 
-        Delivery is at least once: a task may run again (a worker died before acknowledging it).
-        An id that the same task already counted for the run is not counted again, so that
-        ``import_wikidata --wait`` does not stop before every id has an outcome.
+        Both are upserts: a task delivered twice (at least once delivery) replaces what it
+        recorded the first time, and the run's count of ids with an outcome cannot grow twice.
         """
-        counted: set[str] = set()
-        if self.run_id is not None:
-            # Two copies of one task take turns on the run's row (PostgreSQL; SQLite locks it all).
-            list(ImportRun.objects.select_for_update().filter(pk=self.run_id).values_list("pk"))
-            if self.task_id:
-                asked = [outcome.wikidata_id for outcome in outcomes]
-                already = ImportOutcome.objects.filter(pk__in=asked, run_id=self.run_id, task_id=self.task_id)
-                counted = set(already.values_list("pk", flat=True))
+        latest = list({outcome.wikidata_id: outcome for outcome in outcomes}.values())
         ImportOutcome.objects.bulk_create(
-            outcomes, update_conflicts=True, unique_fields=["wikidata_id"], update_fields=OUTCOME_FIELDS
+            latest, update_conflicts=True, unique_fields=["wikidata_id"], update_fields=OUTCOME_FIELDS
         )
-        new = sum(outcome.wikidata_id not in counted for outcome in outcomes)
-        if self.run_id is not None and new:
-            ImportRun.objects.filter(pk=self.run_id).update(finished=F("finished") + new)
+        if self.run_id is None:
+            return
+        in_run = [
+            RunOutcome(
+                run_id=self.run_id,
+                wikidata_id=outcome.wikidata_id,
+                status=outcome.status,
+                entity_id=outcome.entity_id,
+                error=outcome.error,
+                attempts=outcome.attempts,
+                task_id=outcome.task_id,
+                updated_at=outcome.updated_at,
+            )
+            for outcome in latest
+        ]
+        RunOutcome.objects.bulk_create(
+            in_run,
+            update_conflicts=True,
+            unique_fields=["run", "wikidata_id"],
+            update_fields=RUN_OUTCOME_FIELDS,
+        )
 
 
 def _entity(entity_id: str, document: Mapping[str, Any], now: Any) -> WikidataEntity:

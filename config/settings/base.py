@@ -136,6 +136,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # The longest countdown or ETA an importer task may be sent with (TaskSender enforces it).
 IMPORTER_MAX_COUNTDOWN = env.int("IMPORTER_MAX_COUNTDOWN", default=600)
+# With the database unavailable, a task waits this many seconds for it, trying again (keeping
+# what it fetched); then the method caller sends the task again, up to IMPORTER_DATABASE_RETRIES
+# times with a countdown doubling from 1 s to IMPORTER_DATABASE_RETRY_MAX_COUNTDOWN: about 8 minutes
+# of outage in all by default, before the task fails with no outcome recorded.
+IMPORTER_DATABASE_WAIT = env.float("IMPORTER_DATABASE_WAIT", default=30.0)
+IMPORTER_DATABASE_RETRIES = env.int("IMPORTER_DATABASE_RETRIES", default=10)
+IMPORTER_DATABASE_RETRY_MAX_COUNTDOWN = env.int("IMPORTER_DATABASE_RETRY_MAX_COUNTDOWN", default=60)
 # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
 # On Redis, a message not acknowledged within this many seconds is delivered again, so it
 # must exceed the longest task (the hard time limit) plus the longest countdown, or a task

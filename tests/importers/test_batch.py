@@ -36,7 +36,7 @@ def test_a_batch_is_one_request_and_every_id_gets_its_outcome(served: StandInWik
     assert WikidataEntity.objects.get(pk="L7").label == "cat"
     assert WikidataRedirect.objects.get(pk="Q99999").target_id == "Q1022"
     assert dict(ImportOutcome.objects.values_list("pk", "status")) == outcomes
-    assert ImportRun.objects.get(pk=run.pk).finished == 6
+    assert ImportRun.objects.get(pk=run.pk).finished_now() == 6
 
 
 def test_a_batch_rewrites_only_what_changed(served: StandInWikidata) -> None:

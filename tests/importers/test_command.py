@@ -94,7 +94,9 @@ def test_usage_mistakes_are_command_errors(served: StandInWikidata, args: list[s
 def test_waiting_gives_up_after_the_timeout_saying_what_is_missing() -> None:
     from importers.management.commands.import_wikidata import Command
 
-    run = ImportRun.objects.create(requested=3, finished=1)  # two tasks never report back
+    run = ImportRun.objects.create(requested=3)
+    run.request([("Q1", "argument 1"), ("Q2", "argument 2"), ("Q3", "argument 3")])
+    run.outcomes.filter(wikidata_id="Q1").update(status="imported")  # two tasks never report back
     with pytest.raises(CommandError) as caught:
         Command(stdout=io.StringIO(), stderr=io.StringIO()).wait_for(run, 3, timeout=0.2)
     assert str(caught.value).startswith(f"Gave up waiting after 0.2 s: 2 of 3 ids of run {run.pk}")
@@ -110,7 +112,9 @@ def test_the_progress_bar_goes_to_the_commands_stderr(served: StandInWikidata) -
     from importers.management.commands.import_wikidata import Command
 
     err = io.StringIO()
-    run = ImportRun.objects.create(requested=2, finished=2)
+    run = ImportRun.objects.create(requested=2)
+    run.request([("Q1", "argument 1"), ("Q2", "argument 2")])
+    run.outcomes.update(status="imported")
     Command(stdout=io.StringIO(), stderr=err).wait_for(run, 2)
     assert "importing" in err.getvalue()
     assert "2/2" in err.getvalue()

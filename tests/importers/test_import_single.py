@@ -189,7 +189,7 @@ def test_a_fault_that_outlasts_the_retries_is_recorded_as_failed(
     assert "HTTP 503" in failed.error
     assert wikidata.count("Q1022") == failed.attempts
     assert not WikidataEntity.objects.exists()
-    assert ImportRun.objects.get(pk=run.pk).finished == 1
+    assert ImportRun.objects.get(pk=run.pk).finished_now() == 1
 
 
 def test_connection_errors_that_outlast_the_retries_fail_with_the_error(wikidata: StandInWikidata) -> None:
@@ -267,5 +267,5 @@ def test_an_unexpected_error_while_storing_is_recorded_and_raised(
         import_single("Q1022")
     failed = outcome("Q1022")
     assert failed.status == Status.FAILED
-    assert "could not store: RuntimeError('disk full')" in failed.error
+    assert "could not import: RuntimeError: disk full" in failed.error
     assert not WikidataEntity.objects.exists()

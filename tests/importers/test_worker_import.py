@@ -31,7 +31,7 @@ def test_the_worker_imports_every_kind_of_entity(served: StandInWikidata, live: 
     assert WikidataEntity.objects.get(pk="L7").label == "cat"
     assert WikidataRedirect.objects.get(pk="Q99999").target_id == "Q1022"
     run = ImportRun.objects.get()
-    assert (run.requested, run.finished) == (6, 6)
+    assert (run.requested, run.finished_now()) == (6, 6)
     assert "WikidataImporter.import_single" in live.log_text()  # the worker ran them
 
 
@@ -86,3 +86,13 @@ def test_with_workers_verbosity_2_lists_each_ids_outcome_after_waiting(
         "Q1022  imported  Stuttgart",
         "Q404   missing   Q404: no such entity (HTTP 404)",
     ]
+
+
+def test_with_workers_a_duplicate_id_in_a_batch_is_sent_once_and_the_wait_ends(
+    served: StandInWikidata, live: CeleryWorker
+) -> None:
+    # Before, two ids were counted and one outcome recorded: --wait waited forever.
+    output = import_wikidata("Q1022", "q1022", "P31", "--batch-size", "50", "--wait", "--timeout", "30")
+    assert "Enqueued 1 import task for 2 ids" in output.splitlines()[0]
+    assert output.splitlines()[-1] == "Every id was imported."
+    assert ImportRun.objects.get().requested == 2

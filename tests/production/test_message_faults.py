@@ -92,7 +92,7 @@ def test_a_message_delivered_twice_counts_once_in_its_runs_progress(
         send_message(message, task_id)
         wait_until(lambda: succeeded(worker, task_id) == delivery, why=site.logs)  # noqa: B023
     run.refresh_from_db()
-    assert (run.requested, run.finished) == (1, 1)
+    assert (run.requested, run.finished_now()) == (1, 1)
 
 
 # Scenario: tasks sent inside a transaction.
@@ -148,7 +148,7 @@ def test_a_task_sent_in_a_transaction_runs_after_it_commits(
     assert wait_for_outcomes(["Q1022"], why=site.logs) == {"Q1022": "imported"}
     assert ImportOutcome.objects.get().run_id == run.pk
     run.refresh_from_db()
-    assert run.finished == 1
+    assert run.finished_now() == 1
 
 
 # Scenario: forged messages straight onto the broker.

@@ -97,7 +97,7 @@ def test_a_worker_killed_mid_run_loses_no_id_once_another_worker_starts(
     assert WikidataEntity.objects.count() == len(ids)
     assert {entity_id: wikidata.count(entity_id) for entity_id in ("Q5", "Q6")} == {"Q5": 2, "Q6": 2}
     run = ImportRun.objects.get()
-    assert (run.requested, run.finished) == (8, 8)
+    assert (run.requested, run.finished_now()) == (8, 8)
 
 
 def test_a_warm_shutdown_lets_running_tasks_finish_and_they_do_not_run_again(
@@ -144,7 +144,7 @@ def test_two_workers_share_a_bulk_import_and_import_every_id_exactly_once(
     assert WikidataEntity.objects.count() == 1000
     assert ImportOutcome.objects.filter(status="imported").count() == 1000
     run = ImportRun.objects.get()
-    assert (run.requested, run.finished) == (1000, 1000)
+    assert (run.requested, run.finished_now()) == (1000, 1000)
     task_done = re.compile(r"WikidataImporter\.import_single\[[^]]+\] succeeded")
     succeeded = [len(task_done.findall(worker.log_text())) for worker in workers]
     assert sum(succeeded) == 1000

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
+import argparse
+import math
 import shutil
 import sys
 import tempfile
@@ -10,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, NoReturn, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
@@ -19,15 +20,20 @@ from django.db.models.functions import Length
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from core.database import UNAVAILABLE, patiently
 from core.exceptions import EnqueueFailed
 from core.sender import in_process, runs_in_process
 from importers.entity_ids import InvalidEntityId, SourcedId, normalize, read_ids
 from importers.fetch import MAX_BATCH
-from importers.importers import WikidataImporter
+from importers.importers import WikidataImporter, chunked
 from importers.models import ImportRun
 
 # Listing every failed id is useful up to a point; past it, the admin has the rest.
 MAX_LISTED = 50
+# Ids are added to the run this many at a time, just before they are sent.
+REQUEST_CHUNK = 500
+NO_OUTCOME = "no outcome"
+NO_OUTCOME_HELP = "its task ended without recording one (see the worker's log)"
 
 
 class Command(BaseCommand):
@@ -47,7 +53,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--timeout",
-            type=float,
+            type=seconds,
             metavar="SECONDS",
             help="With --wait: give up waiting after this long (the tasks go on), and exit non-zero.",
         )
@@ -91,19 +97,32 @@ class Command(BaseCommand):
             ) from None
 
     def send(self, run: ImportRun, source: list[SourcedId] | Path, valid: int, batch_size: int) -> None:
-        """Send (or run here) the tasks of the valid ids, and keep how many were sent in ``run``.
+        """Send (or run here) a task for each id, once, and keep how many were sent in ``run``.
+
+        Each id is added to the run's requested ids before it is sent; a duplicate is skipped.
 
         Raises:
             CommandError: the broker could not be reached; names the ids that were not sent.
         """
+        duplicates = Duplicates()
         try:
             sent = WikidataImporter().import_bulk(
-                self.valid_ids(source), run_id=run.pk, batch_size=batch_size
+                self.requested_ids(run, source, duplicates), run_id=run.pk, batch_size=batch_size
             )
         except EnqueueFailed as error:
-            run.set_requested(error.sent)
-            self.report_not_enqueued(source, valid, error)
+            self.report_not_enqueued(run, valid - duplicates.count, error)
         run.set_requested(sent)
+        if duplicates.count and self.verbosity >= 1:
+            self.stderr.write(duplicates.report())
+
+    def requested_ids(
+        self, run: ImportRun, source: list[SourcedId] | Path, duplicates: Duplicates
+    ) -> Iterator[str]:
+        """Yield the valid ids of ``source``, each added to the run first; collect the duplicates."""
+        for chunk in chunked(self.valid_ids(source), REQUEST_CHUNK):
+            new, repeated = run.request(chunk)
+            duplicates.add(repeated)
+            yield from new
 
     def report_enqueued(self, run: ImportRun, batch_size: int) -> None:
         if self.verbosity >= 1:
@@ -162,17 +181,17 @@ class Command(BaseCommand):
             raise CommandError("No valid ids to import.")
         return valid
 
-    def valid_ids(self, source: list[SourcedId] | Path) -> Iterator[str]:
+    def valid_ids(self, source: list[SourcedId] | Path) -> Iterator[tuple[str, str]]:
+        """Yield each valid id of ``source``, normalized, with where it came from."""
         for sourced in self.sourced_ids(source):
             try:
-                yield normalize(sourced.raw)
+                yield normalize(sourced.raw), sourced.origin
             except InvalidEntityId:
                 continue  # listed by check_ids already
 
-    def report_not_enqueued(self, source: list[SourcedId] | Path, valid: int, error: EnqueueFailed) -> None:
-        """Fail, naming the ids that were not enqueued: the one that failed and all after it."""
-        remaining = itertools.islice(self.valid_ids(source), error.sent, None)
-        listed = list(itertools.islice(remaining, MAX_LISTED))
+    def report_not_enqueued(self, run: ImportRun, valid: int, error: EnqueueFailed) -> NoReturn:
+        """Fail, naming the ids that were not enqueued; they are no longer the run's."""
+        listed = run.withdraw_after(error.sent)[:MAX_LISTED]
         more = valid - error.sent - len(listed)
         raise CommandError(
             f"The broker could not be reached: {error.__cause__}\n"
@@ -187,16 +206,25 @@ class Command(BaseCommand):
             return
         outcomes = run.outcomes.select_related("entity").order_by("updated_at", "pk")
         widths = outcomes.aggregate(id=Max(Length("wikidata_id")), status=Max(Length("status")))
+        status_width = widths["status"] or 0
+        if outcomes.filter(status="").exists():
+            status_width = max(status_width, len(NO_OUTCOME))
         for outcome in outcomes.iterator():
             label = outcome.entity.label if outcome.entity else outcome.error
-            line = f"{outcome.wikidata_id:<{widths['id']}}  {outcome.status:<{widths['status']}}  {label}"
-            self.stdout.write(line.rstrip())
+            status = outcome.status or NO_OUTCOME
+            self.stdout.write(
+                f"{outcome.wikidata_id:<{widths['id']}}  {status:<{status_width}}  {label}".rstrip()
+            )
 
     def wait_for(self, run: ImportRun, sent: int, timeout: float | None = None) -> None:
-        """Show a progress bar until every task of ``run`` has recorded an outcome.
+        """Show a progress bar until every id of ``run`` has an outcome.
+
+        The command's own database connection may drop (a database restart): it reconnects,
+        for up to ``IMPORTER_DATABASE_WAIT`` seconds at a time.
 
         Raises:
-            CommandError: ``timeout`` seconds passed first; says how many ids are still to come.
+            CommandError: ``timeout`` seconds passed first (says how many ids are still to come),
+                or the database stayed unavailable.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -204,33 +232,73 @@ class Command(BaseCommand):
         with Progress(*columns, console=console, disable=self.verbosity < 1) as progress:
             bar = progress.add_task("import", total=sent)
             while True:
-                finished = run.finished_now()
+                try:
+                    finished = patiently(run.finished_now)
+                except UNAVAILABLE as error:
+                    raise CommandError(f"Lost the database while waiting for run {run.pk}: {error}") from None
                 progress.update(bar, completed=min(finished, sent))
                 if finished >= sent:
                     return
                 if deadline is not None and time.monotonic() >= deadline:
                     raise CommandError(
                         f"Gave up waiting after {timeout:g} s: {sent - finished} of {sent} ids of run "
-                        f"{run.pk} have no outcome yet (the workers go on; see the admin's import outcomes)."
+                        f"{run.pk} have no outcome yet (the workers go on; see the admin's run outcomes)."
                     )
                 time.sleep(min(0.5, timeout or 0.5))
 
     def summarize(self, run: ImportRun) -> None:
-        """Print counts per outcome; fail, naming the ids, unless every id succeeded."""
-        parts = ", ".join(f"{count} {status}" for status, count in run.status_counts().items())
+        """Print counts per outcome of the run's ids; fail, naming them, unless every one succeeded.
+
+        An id without an outcome (its task failed and could not record one) is not a success.
+        """
+        counts = run.status_counts()
+        parts = [f"{count} {status}" for status, count in counts.items()]
+        without = run.requested - sum(counts.values())
+        if without:
+            parts.append(f"{without} {NO_OUTCOME}")
         unsuccessful = run.unsuccessful()
         count = unsuccessful.count()
         if self.verbosity >= 1:
-            self.stdout.write(f"Run {run.pk}: {parts}.")
+            self.stdout.write(f"Run {run.pk}: {', '.join(parts)}.")
         if not count:
             if self.verbosity >= 1:
                 self.stdout.write(self.style.SUCCESS("Every id was imported."))
             return
-        lines = [f"  {o.wikidata_id}: {o.status}: {o.error}" for o in unsuccessful[:MAX_LISTED]]
+        lines = [
+            f"  {o.wikidata_id}: {o.status or NO_OUTCOME}: {o.error or NO_OUTCOME_HELP}"
+            for o in unsuccessful[:MAX_LISTED]
+        ]
         if count > MAX_LISTED:
-            lines.append(f"  ... and {count - MAX_LISTED} more (see the admin's import outcomes).")
+            lines.append(f"  ... and {count - MAX_LISTED} more (see the admin's run outcomes).")
         noun = "id was" if count == 1 else "ids were"
         raise CommandError(f"{count} {noun} not imported:\n" + "\n".join(lines))
+
+
+def seconds(text: str) -> float:
+    """``--timeout``'s type: a finite number of seconds above 0."""
+    value = float(text)  # argparse turns a ValueError into "invalid seconds value"
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+class Duplicates:
+    """The ids a run was given more than once: how many, and the first few, with where they came from."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.listed: list[tuple[str, str, str]] = []
+
+    def add(self, duplicates: list[tuple[str, str, str]]) -> None:
+        self.count += len(duplicates)
+        self.listed.extend(duplicates[: MAX_LISTED - len(self.listed)])
+
+    def report(self) -> str:
+        noun = "id" if self.count == 1 else "ids"
+        lines = [f"  {origin}: {wikidata_id} (first: {first})" for origin, wikidata_id, first in self.listed]
+        if self.count > len(self.listed):
+            lines.append(f"  ... and {self.count - len(self.listed)} more")
+        return f"Skipping {self.count} duplicate {noun}:\n" + "\n".join(lines)
 
 
 class _Unstyled:
