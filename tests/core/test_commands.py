@@ -101,6 +101,12 @@ def test_run_importer_turns_mistakes_into_command_errors(args: list[str], messag
     assert message in str(caught.value)
 
 
+def test_run_importer_with_verbosity_0_prints_nothing_but_still_fails_loudly() -> None:
+    assert run("run_importer", "Recorder", "add", "2", "3", "-v", "0") == ""
+    with pytest.raises(CommandError, match="boom"):
+        run("run_importer", "Recorder", "fail", "boom", "--sync", "-v", "0")
+
+
 def test_run_importer_sends_to_the_broker_when_workers_run(live: Any) -> None:
     output = run("run_importer", "Recorder", "add", "40", "2")
     assert output.startswith("Sent Recorder.add as task ")

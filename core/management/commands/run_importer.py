@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from celery.result import EagerResult
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.exceptions import NotRegistered
@@ -55,15 +56,24 @@ class Command(BaseCommand):
                 result = sender.apply_async(call_args, call_kwargs)
         except TypeError as error:
             raise CommandError(str(error)) from None
-        self.report(sender.label, result)
+        self.report(sender.label, result, options["verbosity"])
 
-    def report(self, label: str, result: Any) -> None:
-        if not result.ready():  # sent to a broker
-            self.stdout.write(self.style.SUCCESS(f"Sent {label} as task {result.id}."))
+    def report(self, label: str, result: Any, verbosity: int) -> None:
+        """Say what became of the call: sent, or run here and returned or failed.
+
+        A sent call's result is not asked for: without a result backend there is none to ask.
+
+        Raises:
+            CommandError: it ran here, and failed.
+        """
+        if not isinstance(result, EagerResult):
+            message = f"Sent {label} as task {result.id}."
         elif result.failed():
             raise CommandError(f"{label} failed: {result.result!r}")
         else:
-            self.stdout.write(self.style.SUCCESS(f"{label} returned: {result.result!r}"))
+            message = f"{label} returned: {result.result!r}"
+        if verbosity >= 1:
+            self.stdout.write(self.style.SUCCESS(message))
 
 
 def parse_value(text: str) -> Any:
