@@ -5,7 +5,8 @@ and introspecting it stay Python's own. The metaclass registers each importer cl
 its own copy of every task method it has, own or inherited, whose ``as_task`` attribute sends for
 that class. A bound method looks up attributes it lacks on its function, so
 ``obj.method.as_task(...)`` sends the registry key of ``type(obj)``: a subclass that inherits a
-task method dispatches as itself. Plain methods are left alone.
+task method dispatches as itself. Plain methods are left alone. (So a test that patches a task
+method must patch it on the class whose instances it calls: a subclass has its own copy.)
 """
 
 from __future__ import annotations
