@@ -1,6 +1,7 @@
 """Settings shared by every environment, read from the environment through django-environ."""
 
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -26,16 +27,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Databases
 # ------------------------------------------------------------------------------
 # SQLite in the project root is the embedded default: no server to set up.
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
-DATABASES["default"]["ATOMIC_REQUESTS"] = True
-# Keep a connection open between requests and tasks (a new PostgreSQL connection costs ~10 ms),
-# checking that it still works before reuse.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Writers take the lock when a transaction begins, and wait for it rather than fail:
-    # the embedded mode has one process, but a test worker shares the file.
-    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+EMBEDDED_DATABASE_URL = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+
+
+def database(url: str) -> dict[str, Any]:
+    """Django's settings of the database at ``url``, with the project's connection policy."""
+    settings: dict[str, Any] = env.db_url_config(url)
+    settings["ATOMIC_REQUESTS"] = True
+    # Keep a connection open between requests and tasks (a new PostgreSQL connection costs
+    # ~10 ms), checking that it still works before reuse.
+    settings["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    settings["CONN_HEALTH_CHECKS"] = True
+    if settings["ENGINE"] == "django.db.backends.sqlite3":
+        # Writers take the lock when a transaction begins, and wait for it rather than fail:
+        # the embedded mode has one process, but a test worker shares the file.
+        settings["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    return settings
+
+
+DATABASES = {"default": database(env("DATABASE_URL", default=EMBEDDED_DATABASE_URL))}
 
 # Apps
 # ------------------------------------------------------------------------------

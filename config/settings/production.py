@@ -1,10 +1,13 @@
 """Production settings: no defaults for secrets, HTTPS only, behind Heroku's router."""
 
 from .base import *  # noqa: F403
-from .base import MIDDLEWARE, STORAGES, env
+from .base import MIDDLEWARE, STORAGES, database, env
 
 # A missing DJANGO_SECRET_KEY stops start-up with ImproperlyConfigured.
 SECRET_KEY = env("DJANGO_SECRET_KEY")
+# So does a missing DATABASE_URL: a production process on the embedded SQLite would keep its data
+# on a disk that Heroku wipes, apart from every other process.
+DATABASES = {"default": database(env("DATABASE_URL"))}
 DEBUG = False
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 # Heroku terminates TLS at its router and says so in this header.

@@ -17,6 +17,7 @@ PRODUCTION_ENV = {
     "DJANGO_SETTINGS_MODULE": "config.settings.production",
     "DJANGO_SECRET_KEY": "a-long-random-production-key-" + "x" * 40,
     "DJANGO_ALLOWED_HOSTS": "importers.example.org",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
     "PATH": os.environ["PATH"],
 }
 
@@ -33,7 +34,7 @@ def test_check_deploy_passes_with_production_settings() -> None:
     assert "System check identified no issues" in result.stdout
 
 
-@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS"])
+@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL"])
 def test_production_refuses_to_start_without_a_required_setting(missing: str) -> None:
     env = {name: value for name, value in PRODUCTION_ENV.items() if name != missing}
     result = manage("check", env=env)

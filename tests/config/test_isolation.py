@@ -1,0 +1,38 @@
+"""A test run does not depend on the caller's shell: production variables exported there change nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+# What a developer following "Running workers" in the README, or a deployment's shell, may export.
+HOSTILE_SHELL = {
+    "DATABASE_URL": "postgres://nobody@127.0.0.1:1/nowhere",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+    "CELERY_RESULT_BACKEND": "redis://127.0.0.1:1/1",
+    "CELERY_TASK_ALWAYS_EAGER": "false",
+    "CELERY_TASK_DEFAULT_QUEUE": "celery",
+    "WIKIDATA_LANGUAGE": "de",
+}
+
+
+def test_exported_production_variables_do_not_change_what_the_tests_test() -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TEST_DATABASE")}
+    tests = [
+        "tests/core/test_worker.py::test_sets_and_tuples_survive_the_broker",  # a real worker
+        "tests/importers/test_command.py::test_each_id_is_printed_with_its_outcome_and_label",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *tests],
+        cwd=ROOT,
+        env={**env, **HOSTILE_SHELL},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "2 passed" in done.stdout
