@@ -10,6 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from core.importer import BaseImporter, as_task
 from tests.example_app.importers import Recorder
 
 
@@ -31,6 +32,21 @@ def test_list_importers_prints_a_table_of_every_importer() -> None:
     assert "import_batch(wikidata_ids: 'list[str]'" in output
     abstract = next(line for line in lines if line.startswith("AbstractExample "))
     assert abstract.split()[3] == "yes"
+
+
+@pytest.mark.usefixtures("registry_snapshot")
+def test_list_importers_never_wraps_a_long_signature_nor_eats_brackets() -> None:
+    class LongWinded(BaseImporter):
+        @as_task
+        def run(
+            self,
+            first_list_of_identifiers: list[str],
+            second_list_of_identifiers: list[str],
+            mapping_of_labels_by_language: dict[str, str] | None = None,
+        ) -> None: ...
+
+    (line,) = [line for line in run("list_importers").splitlines() if line.startswith("LongWinded ")]
+    assert line.endswith("mapping_of_labels_by_language: 'dict[str, str] | None' = None) -> 'None'")
 
 
 def test_list_importers_json_has_the_same_facts() -> None:

@@ -60,6 +60,9 @@ def method_line(method: dict[str, Any]) -> str:
     return f"{method['signature']}  [{options}]" if options else str(method["signature"])
 
 
+WIDE = 10_000
+
+
 def render_table(rows: list[dict[str, Any]]) -> str:
     """Return the rows as a text table."""
     table = Table("key", "class", "app", "abstract", "task methods", box=None, pad_edge=False)
@@ -68,7 +71,8 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         cells = (row["key"], row["class"], row["app"] or "-", "yes" if row["abstract"] else "no", methods)
         # Text, not markup: "list[str]" and "[queue='x']" are not Rich's style tags.
         table.add_row(*(Text(cell) for cell in cells))
-    console = Console(file=io.StringIO(), width=200, color_system=None)
+    # As wide as the rows need: a fixed width wraps long signatures; a pipe has no width at all.
+    console = Console(file=io.StringIO(), width=WIDE, color_system=None)
     console.print(table)
     output: str = console.file.getvalue()  # type: ignore[attr-defined]
-    return output
+    return "".join(f"{line.rstrip()}\n" for line in output.splitlines())
