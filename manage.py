@@ -6,6 +6,9 @@ import sys
 
 
 def main() -> None:
+    from config.env_file import read_env_file
+
+    read_env_file()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     from django.core.management import execute_from_command_line
 

@@ -4,6 +4,9 @@ import os
 
 from celery import Celery
 
+from config.env_file import read_env_file
+
+read_env_file()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("config")

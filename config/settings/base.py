@@ -5,11 +5,13 @@ from typing import Any
 
 import environ
 
+from config.env_file import read_env_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
 # A .env file in the project root is read when present; real environment variables win.
-env.read_env(BASE_DIR / ".env")
+read_env_file()
 
 # General
 # ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import ROOT
 
@@ -36,3 +37,22 @@ def test_exported_production_variables_do_not_change_what_the_tests_test() -> No
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "2 passed" in done.stdout
+
+
+def test_the_env_file_chooses_the_settings_module(tmp_path: Path) -> None:
+    # Its first line in .env.example; before, manage.py had set its default before the file was read.
+    env_file = tmp_path / ".env"
+    env_file.write_text("DJANGO_SETTINGS_MODULE=config.settings.test\nWIKIDATA_LANGUAGE=fr\n")
+    env = {name: value for name, value in os.environ.items() if name != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", "from django.conf import settings; "
+         "print(settings.SETTINGS_MODULE)"],
+        cwd=ROOT,
+        env={**env, "DJANGO_ENV_FILE": str(env_file)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "config.settings.test"
