@@ -210,6 +210,14 @@ def test_a_batch_delivered_twice_counts_each_id_once(served: StandInWikidata) ->
 # Waiting
 
 
+@pytest.mark.parametrize("size", ["51", "0", "x", "1.5"])
+def test_a_batch_size_out_of_range_says_so_in_one_line(size: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        call_command("import_wikidata", "Q1022", "--batch-size", size)
+    assert str(caught.value).endswith(f"{size!r} is not a whole number from 1 to 50")
+    assert not ImportRun.objects.exists()
+
+
 @pytest.mark.parametrize("timeout", ["nan", "-1", "0", "inf", "soon"])
 def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(timeout: str) -> None:
     with pytest.raises(CommandError, match="--timeout"):

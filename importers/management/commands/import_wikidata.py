@@ -60,9 +60,8 @@ class Command(BaseCommand):
         parser.add_argument("--sync", action="store_true", help="Run in this process even with a broker.")
         parser.add_argument(
             "--batch-size",
-            type=int,
+            type=batch_size,
             default=1,
-            choices=range(1, MAX_BATCH + 1),
             metavar="N",
             help=f"Fetch N ids (1 to {MAX_BATCH}) per task with one wbgetentities request; default 1.",
         )
@@ -272,6 +271,17 @@ class Command(BaseCommand):
             lines.append(f"  ... and {count - MAX_LISTED} more (see the admin's run outcomes).")
         noun = "id was" if count == 1 else "ids were"
         raise CommandError(f"{count} {noun} not imported:\n" + "\n".join(lines))
+
+
+def batch_size(text: str) -> int:
+    """``--batch-size``'s type: 1 to 50, the most ids wbgetentities answers at once."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {MAX_BATCH}")
+    return value
 
 
 def seconds(text: str) -> float:
