@@ -145,3 +145,13 @@ def test_import_wikidata_waits_for_a_worker_over_each_broker(
     }
     assert worker.log_text().count("WikidataImporter.import_single[") >= 3
     assert f"Connected to {broker_url.split('://')[0]}://" in worker.log_text()
+
+
+def test_waiting_with_no_worker_on_the_queue_says_so(
+    private_redis: RedisServer, deploy: Callable[..., Deployment], wikidata: StandInWikidata
+) -> None:
+    site = deploy(private_redis.url)  # a broker, and no worker
+    done = manage("import_wikidata", "Q1022", "--wait", "--timeout", "8", env=site.environment())
+    assert done.returncode == 1
+    assert f"No worker consumes the '{settings.WIKIDATA_QUEUE}' queue: start one" in done.stderr
+    assert "Gave up waiting after 8 s" in done.stderr

@@ -13,6 +13,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any, NoReturn, cast
 
+from celery import current_app
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.db.models import Max
@@ -33,6 +35,12 @@ MAX_LISTED = 50
 # Ids are added to the run this many at a time, just before they are sent.
 REQUEST_CHUNK = 500
 NO_OUTCOME = "no outcome"
+# With nothing finished after this many seconds, --wait looks for a worker on the queue.
+NO_WORKER_HINT_AFTER = 5.0
+NO_WORKER_HINT = (
+    "No worker consumes the '{queue}' queue: start one, e.g. "
+    "`celery -A config.celery_app worker --queues celery,{queue}` (see Running workers in the README)."
+)
 NO_OUTCOME_HELP = "its task ended without recording one (see the worker's log)"
 
 
@@ -225,7 +233,9 @@ class Command(BaseCommand):
             CommandError: ``timeout`` seconds passed first (says how many ids are still to come),
                 or the database stayed unavailable.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        hinted = False
         columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         console = Console(file=cast(IO[str], _Unstyled(self.stderr)), force_terminal=self.stderr.isatty())
         with Progress(*columns, console=console, disable=self.verbosity < 1) as progress:
@@ -238,6 +248,12 @@ class Command(BaseCommand):
                 progress.update(bar, completed=min(finished, sent))
                 if finished >= sent:
                     return
+                if not (finished or hinted) and time.monotonic() - started > NO_WORKER_HINT_AFTER:
+                    hinted = True
+                    if not consumers_of(settings.WIKIDATA_QUEUE):
+                        progress.console.print(
+                            NO_WORKER_HINT.format(queue=settings.WIKIDATA_QUEUE), markup=False
+                        )
                 if deadline is not None and time.monotonic() >= deadline:
                     raise CommandError(
                         f"Gave up waiting after {timeout:g} s: {sent - finished} of {sent} ids of run "
@@ -290,6 +306,12 @@ def seconds(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
     return value
+
+
+def consumers_of(queue: str) -> list[str]:
+    """The workers (node names) that answer within a second and consume ``queue``."""
+    answers = current_app.control.inspect(timeout=1.0).active_queues() or {}
+    return [node for node, queues in answers.items() if any(q.get("name") == queue for q in queues)]
 
 
 class Duplicates:
