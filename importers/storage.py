@@ -42,7 +42,8 @@ class Storage:
     def store_batch(self, batch: Batch) -> dict[str, Status]:
         """Store a batch's documents, redirects and outcomes in one transaction; return the outcomes.
 
-        The ids in ``batch.absent`` are left alone (and get no outcome). While the database is
+        The ids in ``batch.failed`` are recorded ``failed``, with their reason. The ids in
+        ``batch.absent`` are left alone (and get no outcome). While the database is
         unavailable, it tries again for up to ``IMPORTER_DATABASE_WAIT`` seconds.
         """
         return patiently(lambda: self._store_batch(batch))
@@ -84,8 +85,13 @@ class Storage:
                 self._outcome(asked, Status.MISSING, now, error="no such entity", attempts=batch.attempts)
                 for asked in batch.missing
             ]
+            outcomes += [
+                self._outcome(asked, Status.FAILED, now, error=error, attempts=batch.attempts)
+                for asked, error in batch.failed.items()
+            ]
             self._save_outcomes(outcomes)
         statuses.update(dict.fromkeys(batch.missing, Status.MISSING))
+        statuses.update(dict.fromkeys(batch.failed, Status.FAILED))
         return statuses
 
     def record(
