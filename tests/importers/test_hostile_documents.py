@@ -1,4 +1,4 @@
-"""Stored data: redirects only to ids of the kind asked, and documents only as they can be stored.
+"""Stored data: only newer revisions, redirects only to ids of the kind asked, documents as sent.
 
 A document that cannot be stored as sent is failed before anything is written, on SQLite and
 PostgreSQL alike, whether one id is fetched alone or in a wbgetentities batch.
@@ -7,13 +7,18 @@ PostgreSQL alike, whether one id is fetched alone or in a wbgetentities batch.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 
 from core.exceptions import TaskFailed
+from importers.documents import Fetched
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, WikidataEntity, WikidataRedirect
+from importers.storage import Storage, upsert_newer
 from tests.importers.entities import PROPERTY, STUTTGART, item, texts
 from tests.support.wikidata_server import Fault, StandInWikidata
 
@@ -36,6 +41,95 @@ def import_in(mode: str, wikidata_id: str = "Q1022") -> ImportOutcome:
 def revision(wikidata_id: str = "Q1022") -> tuple[int | None, str]:
     entity = WikidataEntity.objects.get(pk=wikidata_id)
     return entity.lastrevid, entity.label
+
+
+NEWER = {**STUTTGART, "lastrevid": 2000000009, "labels": texts(en="Newer")}
+OLDER = {**STUTTGART, "lastrevid": 2000000001, "labels": texts(en="Older")}
+
+
+# Revisions
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_older_revision_is_unchanged_and_never_written(served: StandInWikidata, mode: str) -> None:
+    served.add_entity(NEWER)
+    assert import_in(mode).status == Status.IMPORTED
+    served.add_entity(OLDER)  # what a lagged replica may answer
+    assert import_in(mode).status == Status.UNCHANGED
+    assert revision() == (2000000009, "Newer")
+
+
+@pytest.mark.parametrize(
+    "asked", [["Q99999", "Q1022"], ["Q1022", "Q99999"]], ids=["redirect-first", "target-first"]
+)
+def test_a_redirect_and_its_target_in_one_answer_keep_the_newer_revision(
+    served: StandInWikidata, asked: list[str]
+) -> None:
+    redirected = {**OLDER, "redirects": {"from": "Q99999", "to": "Q1022"}}
+    entries = {"Q99999": redirected, "Q1022": NEWER}
+    served.add_fault(None, Fault.wrong_shape({"entities": entries, "success": 1}))
+    assert WikidataImporter().import_batch(asked) == {"Q99999": "redirected", "Q1022": "imported"}
+    assert revision() == (2000000009, "Newer")
+
+
+def entity(lastrevid: int | None, label: str) -> WikidataEntity:
+    document = {**STUTTGART, "lastrevid": lastrevid, "labels": texts(en=label)}
+    return WikidataEntity(
+        wikidata_id="Q1022",
+        entity_type="item",
+        label=label,
+        data=document,
+        lastrevid=lastrevid,
+        fetched_at=timezone.now(),
+    )
+
+
+# (the stored revision, or "none" for no row; the revision written over it; whether it is written)
+UPSERTS = [
+    pytest.param("none", 7, True, id="a-new-row"),
+    pytest.param(5, 7, True, id="newer"),
+    pytest.param(5, 5, False, id="the-same"),
+    pytest.param(5, 3, False, id="older"),
+    pytest.param(None, 3, True, id="a-revision-over-none"),
+    pytest.param(5, None, False, id="none-over-a-revision"),
+    pytest.param(None, None, True, id="none-over-none"),
+]
+
+
+@pytest.mark.parametrize(("before", "after", "written"), UPSERTS)
+def test_the_upsert_itself_writes_only_a_newer_revision(
+    before: Any, after: int | None, written: bool
+) -> None:
+    if before != "none":
+        upsert_newer([entity(before, "before")])
+    assert upsert_newer([entity(after, "after")]) == ({"Q1022"} if written else set())
+    assert revision() == ((after, "after") if written else (before, "before"))
+    assert WikidataEntity.objects.get().data["labels"]["en"]["value"] == ("after" if written else "before")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tasks_racing_with_different_revisions_leave_the_newest(wikidata: StandInWikidata) -> None:
+    revisions = [2000000001 + n for n in range(6)]
+    start = threading.Barrier(len(revisions))
+    errors: list[BaseException] = []
+
+    def store(lastrevid: int) -> None:
+        document = {**STUTTGART, "lastrevid": lastrevid, "labels": texts(en=str(lastrevid))}
+        try:
+            start.wait()
+            Storage().store("Q1022", Fetched("Q1022", document, 1))
+        except BaseException as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=store, args=(lastrevid,)) for lastrevid in reversed(revisions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert revision() == (revisions[-1], str(revisions[-1]))
 
 
 # Redirect targets
