@@ -319,7 +319,7 @@ def _attempt(url: str, headers: dict[str, str]) -> Answer:
 
 
 def _request(url: str, headers: dict[str, str], deadline: _Deadline) -> Answer:
-    """One request; return its answer, read whole within the size cap (unread: the body of one to retry)."""
+    """One request; return its answer, read whole within the size cap (but not one to retry or follow)."""
     response: urllib3.BaseHTTPResponse | None = None
     reusable = False
     try:
@@ -386,7 +386,7 @@ def _read_body(response: urllib3.BaseHTTPResponse) -> bytes:
                 raise _Unusable(f"the answer is not valid gzip ({error})") from None
         if received > limit or len(body) > limit:
             raise too_large
-    if decoder is not None and not decoder.eof:
+    if decoder is not None and received and not decoder.eof:
         raise _Unusable("the answer's gzip stream is cut short")
     if decoder is not None and decoder.unused_data:
         raise _Unusable("the answer's gzip stream is followed by other data")
@@ -545,8 +545,15 @@ class _Watchdog:
 
 
 _watchdog = _Watchdog()
-# A forked worker process has no watchdog thread (and maybe a lock held by another thread).
-os.register_at_fork(after_in_child=lambda: globals().update(_watchdog=_Watchdog()))
+
+
+def _new_watchdog() -> None:
+    # A forked worker process has no watchdog thread (and maybe a lock another thread held).
+    global _watchdog
+    _watchdog = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_new_watchdog)
 # The deadline of the attempt this thread is making, for the connection to find.
 _attempts = threading.local()
 

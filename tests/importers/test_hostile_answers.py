@@ -1,6 +1,6 @@
 """Hostile and broken HTTP answers: bounded in time and size, never followed elsewhere, never fatal.
 
-Every case runs in both modes: one request per id (the ``wikidata`` package's client), and a
+Most cases run in both modes: one request per id (the ``wikidata`` package's client), and a
 ``wbgetentities`` batch (which falls back to one request per id when the batch fails).
 """
 
@@ -10,20 +10,26 @@ import contextlib
 import email.utils
 import gzip
 import json
+import os
 import time
 import tracemalloc
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 
+from config.celery_app import app
 from core.exceptions import TaskFailed
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, WikidataEntity
 from tests.importers.entities import STUTTGART, item, texts
+from tests.support.outcomes import wait_for_outcomes
 from tests.support.wikidata_server import Fault, StandInWikidata
+from tests.support.workers import CeleryWorker
 
 pytestmark = pytest.mark.django_db
 Status = ImportOutcome.Status
@@ -71,6 +77,36 @@ def test_an_answer_dripped_a_byte_at_a_time_is_cut_off_at_the_attempt_deadline(
     assert "no complete answer within WIKIDATA_ATTEMPT_DEADLINE (0.5 s)" in failed.error
     assert failed.attempts == 2
     assert not stored()
+
+
+@pytest.mark.django_db(transaction=True)  # the worker must see what the test commits
+def test_a_worker_process_cuts_a_dripping_answer_off_at_the_deadline(
+    served: StandInWikidata, settings: Any, tmp_path: Path
+) -> None:
+    # A forked pool process has a deadline watchdog of its own (its parent's thread is not forked).
+    queue = f"deadline-{os.getpid()}"
+    env = {
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
+        "WIKIDATA_BASE_URL": served.base_url,
+        "WIKIDATA_ATTEMPT_DEADLINE": "0.5",
+    }
+    served.add_fault("Q1022", Fault.drip(entity_data(STUTTGART), every=0.025), times=100)
+    worker = CeleryWorker(f"deadline-{os.getpid()}", [queue], env=env, log=tmp_path / "worker.log")
+    app.conf.CELERY_TASK_ALWAYS_EAGER = False
+    try:
+        with worker:
+            start = time.monotonic()
+            WikidataImporter().import_single.as_task.apply_async(kwargs={"wikidata_id": "Q1022"}, queue=queue)
+            assert wait_for_outcomes(["Q1022"], why=worker.log_tail) == {"Q1022": "failed"}
+            elapsed = time.monotonic() - start
+    finally:
+        app.conf.CELERY_TASK_ALWAYS_EAGER = True
+    assert elapsed < 10  # four attempts of 0.5 s, where the answer alone would take 15 s
+    assert "WIKIDATA_ATTEMPT_DEADLINE (0.5 s)" in ImportOutcome.objects.get(pk="Q1022").error
 
 
 def test_an_answer_cut_short_is_retried(served: StandInWikidata) -> None:
