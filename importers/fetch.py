@@ -322,6 +322,12 @@ def _request(url: str, headers: dict[str, str], deadline: _Deadline) -> Answer:
     """One request; return its answer, read whole within the size cap (but not one to retry or follow)."""
     response: urllib3.BaseHTTPResponse | None = None
     reusable = False
+    if deadline.remaining <= 0:  # a redirect came at the last moment
+        raise _Retryable(deadline.explanation)
+    # Connecting is the one wait the watchdog cannot cut short: it gets no more than what is left.
+    timeout = urllib3.Timeout(
+        connect=min(settings.WIKIDATA_TIMEOUT, deadline.remaining), read=settings.WIKIDATA_TIMEOUT
+    )
     try:
         response = _pool().request(
             "GET",
@@ -331,7 +337,7 @@ def _request(url: str, headers: dict[str, str], deadline: _Deadline) -> Answer:
             redirect=False,
             preload_content=False,
             decode_content=False,
-            timeout=urllib3.Timeout(settings.WIKIDATA_TIMEOUT),
+            timeout=timeout,
         )
         if response.status in RETRIED_STATUSES or response.status in REDIRECT_STATUSES:
             body = b""  # closing the connection costs less than reading what it would say
@@ -467,6 +473,10 @@ class _Deadline:
         self.finished = False
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
+
+    @property
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
 
     @property
     def explanation(self) -> str:
@@ -630,13 +640,12 @@ class PooledOpener(urllib.request.OpenerDirector):
 def longest_fetch_seconds() -> float:
     """An upper bound of the time one ``fetch_entity`` may take, retries included.
 
-    Each attempt ends by ``WIKIDATA_ATTEMPT_DEADLINE`` (or once connecting timed out, after
-    ``WIKIDATA_TIMEOUT``, should that be longer); between attempts it waits at most the longer
-    of the backoff cap (plus jitter) and the ``Retry-After`` cap.
+    Each attempt ends by ``WIKIDATA_ATTEMPT_DEADLINE``, connecting included (``WIKIDATA_TIMEOUT``
+    bounds each wait within it); between attempts it waits at most the longer of the backoff cap
+    (plus jitter) and the ``Retry-After`` cap.
     """
     attempts = settings.WIKIDATA_MAX_RETRIES + 1
-    attempt = max(settings.WIKIDATA_ATTEMPT_DEADLINE, settings.WIKIDATA_TIMEOUT)
     longest_wait = max(
         settings.WIKIDATA_BACKOFF_MAX + settings.WIKIDATA_BACKOFF_FACTOR, settings.WIKIDATA_RETRY_AFTER_MAX
     )
-    return float(attempts * attempt + (attempts - 1) * longest_wait)
+    return float(attempts * settings.WIKIDATA_ATTEMPT_DEADLINE + (attempts - 1) * longest_wait)

@@ -72,7 +72,6 @@ def test_the_longest_fetch_grows_with_every_setting_it_depends_on() -> None:
     base = longest_fetch_seconds()
     for name, value in [
         ("WIKIDATA_MAX_RETRIES", 10),
-        ("WIKIDATA_TIMEOUT", 100),
         ("WIKIDATA_ATTEMPT_DEADLINE", 1000),
         ("WIKIDATA_BACKOFF_MAX", 1000),
         ("WIKIDATA_RETRY_AFTER_MAX", 1000),

@@ -24,6 +24,7 @@ from django.db import connection
 
 from config.celery_app import app
 from core.exceptions import TaskFailed
+from importers.fetch import FetchFailed, fetch_entity, longest_fetch_seconds
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, WikidataEntity
 from tests.importers.entities import STUTTGART, item, texts
@@ -77,6 +78,29 @@ def test_an_answer_dripped_a_byte_at_a_time_is_cut_off_at_the_attempt_deadline(
     assert "no complete answer within WIKIDATA_ATTEMPT_DEADLINE (0.5 s)" in failed.error
     assert failed.attempts == 2
     assert not stored()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.drip(entity_data(STUTTGART), every=0.025),
+        Fault.drip(entity_data(STUTTGART), every=0.025, headers_too=True),
+        Fault.hang(5),
+    ],
+    ids=["dripped-body", "dripped-headers", "silent"],
+)
+def test_a_fetch_takes_no_longer_than_longest_fetch_seconds_says(
+    wikidata: StandInWikidata, settings: Any, fault: Fault
+) -> None:
+    settings.WIKIDATA_TIMEOUT = 2.0  # longer than the deadline: only the deadline can end an attempt
+    settings.WIKIDATA_ATTEMPT_DEADLINE = 0.3
+    settings.WIKIDATA_MAX_RETRIES = 2
+    settings.WIKIDATA_RETRY_AFTER_MAX = 0.1
+    wikidata.add_fault("Q1022", fault, times=100)
+    start = time.monotonic()
+    with pytest.raises(FetchFailed, match="gave up after 3 attempts"):
+        fetch_entity("Q1022")
+    assert time.monotonic() - start <= longest_fetch_seconds() + 0.1  # about 1.1 s
 
 
 @pytest.mark.django_db(transaction=True)  # the worker must see what the test commits
@@ -278,7 +302,7 @@ RETRY_AFTERS = [
     pytest.param("1", 1.0, 2.0, id="seconds"),
     pytest.param("0.5", 0.5, 1.5, id="a-fraction"),
     pytest.param(" 1 ", 1.0, 2.0, id="spaces"),
-    pytest.param("date+2", 0.9, 2.5, id="an-http-date"),
+    pytest.param("date+2", 0.9, 3.0, id="an-http-date"),  # whole seconds: 1 to 2 s from now
     pytest.param("date-3600", 0.0, 0.5, id="a-date-past"),
     pytest.param("99999999999999999999", 0.3, 1.3, id="huge-capped"),
     pytest.param("-1", 0.0, 0.5, id="negative"),
