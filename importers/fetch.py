@@ -75,6 +75,7 @@ GZIP_ENCODINGS = frozenset({"gzip", "x-gzip"})
 DELAY_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 # An id echoed in an error is cut to this length: it came from the answer.
 MAX_ECHO = 64
+_NOT_SAME_KIND = "which is not a Wikidata id of the kind asked for: refused"
 
 USER_AGENT_HELP = (
     "Wikidata refused the request (HTTP 403), most likely for its User-Agent policy: set "
@@ -220,9 +221,6 @@ def _batch(entity_ids: list[str], body: Any, attempts: int) -> Batch:
         else:
             absent.append(entity_id)
     return Batch(documents, missing, absent, attempts, failed)
-
-
-_NOT_SAME_KIND = "which is not a Wikidata id of the kind asked for: refused"
 
 
 def _refusal(asked: str, entry: Mapping[str, Any]) -> str | None:
