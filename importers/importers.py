@@ -118,7 +118,7 @@ class WikidataImporter(BaseImporter):
 
     def _store_each(self, storage: Storage, batch: Batch) -> dict[str, Status]:
         """Store a batch's documents one by one, recording ``failed`` for each that cannot be stored."""
-        stored = storage.store_batch(Batch({}, batch.missing, [], batch.attempts))
+        stored = storage.store_batch(Batch({}, batch.missing, [], batch.attempts, batch.failed))
         for asked, document in batch.documents.items():
             try:
                 stored[asked] = storage.store(asked, Fetched(str(document["id"]), document, batch.attempts))

@@ -19,8 +19,20 @@ def dumps(value: Any) -> bytes:
 
 
 def loads(data: bytes | str) -> Any:
-    """Decode JSON with orjson, or the standard library where orjson cannot (huge ints)."""
+    """Decode JSON with orjson, or the standard library where orjson cannot (a byte order mark, NaN).
+
+    The standard library also decodes NaN, Infinity and lone surrogates, which no database
+    stores as they are: each document is checked for them before it is stored
+    (``importers.documents.check``), so that one such document fails alone, not its batch.
+
+    Raises:
+        ValueError: ``data`` is not JSON, or nests too deep to decode.
+    """
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
+        pass
+    try:
         return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deep to decode") from None

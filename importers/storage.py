@@ -1,4 +1,8 @@
-"""Writing fetched entities and outcomes: one transaction each, safe when two tasks race."""
+"""Writing fetched entities and outcomes: one transaction each, safe when two tasks race.
+
+A document is written only when it is a newer revision than the one stored, so that a stale
+answer (a lagged replica, a redirect and its target fetched at once) never replaces a newer one.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core.database import patiently
@@ -34,7 +38,7 @@ class Storage:
     def store(self, asked_id: str, fetched: Fetched) -> Status:
         """Store a fetched document and the outcome for ``asked_id``; return that outcome.
 
-        A document whose revision is already stored is not rewritten (``unchanged``).
+        A document whose revision, or a newer one, is already stored is not written (``unchanged``).
         """
         batch = Batch({asked_id: fetched.document}, missing=[], absent=[], attempts=fetched.attempts)
         return self.store_batch(batch)[asked_id]
@@ -42,6 +46,8 @@ class Storage:
     def store_batch(self, batch: Batch) -> dict[str, Status]:
         """Store a batch's documents, redirects and outcomes in one transaction; return the outcomes.
 
+        Each document is written only if it is newer than the stored revision (else
+        ``unchanged``); the ids in ``batch.failed`` are recorded ``failed``, with their reason.
         The ids in ``batch.absent`` are left alone (and get no outcome). While the database is
         unavailable, it tries again for up to ``IMPORTER_DATABASE_WAIT`` seconds.
         """
@@ -57,14 +63,16 @@ class Storage:
             entities: dict[str, WikidataEntity] = {}
             for asked, document in batch.documents.items():
                 entity = _entity(targets[asked], document, now)
-                if entity.lastrevid is None or stored.get(entity.pk) != entity.lastrevid:
+                # A redirect and its target in one answer may carry two revisions: the newer wins.
+                if entity.pk not in entities or _newer(entity.lastrevid, entities[entity.pk].lastrevid):
                     entities[entity.pk] = entity
-            # Upserts, so that two tasks for one id at once leave exactly one row.
-            WikidataEntity.objects.bulk_create(
-                entities.values(),
-                update_conflicts=True,
-                unique_fields=["wikidata_id"],
-                update_fields=ENTITY_FIELDS,
+            # What was read is only a shortcut: the upsert itself decides, for tasks racing for an id.
+            written = upsert_newer(
+                [
+                    entity
+                    for pk, entity in entities.items()
+                    if pk not in stored or _newer(entity.lastrevid, stored[pk])
+                ]
             )
             redirects = [WikidataRedirect(wikidata_id=a, target_id=t) for a, t in targets.items() if a != t]
             WikidataRedirect.objects.bulk_create(
@@ -73,7 +81,7 @@ class Storage:
             statuses = {
                 asked: Status.REDIRECTED
                 if asked != target
-                else (Status.IMPORTED if target in entities else Status.UNCHANGED)
+                else (Status.IMPORTED if target in written else Status.UNCHANGED)
                 for asked, target in targets.items()
             }
             outcomes = [
@@ -84,8 +92,13 @@ class Storage:
                 self._outcome(asked, Status.MISSING, now, error="no such entity", attempts=batch.attempts)
                 for asked in batch.missing
             ]
+            outcomes += [
+                self._outcome(asked, Status.FAILED, now, error=error, attempts=batch.attempts)
+                for asked, error in batch.failed.items()
+            ]
             self._save_outcomes(outcomes)
         statuses.update(dict.fromkeys(batch.missing, Status.MISSING))
+        statuses.update(dict.fromkeys(batch.failed, Status.FAILED))
         return statuses
 
     def record(
@@ -163,6 +176,54 @@ class Storage:
             unique_fields=["run", "wikidata_id"],
             update_fields=RUN_OUTCOME_FIELDS,
         )
+
+
+def upsert_newer(entities: list[WikidataEntity]) -> set[str]:
+    """Insert each entity, or update its row if the entity is a newer revision; return the ids written.
+
+    Newer means a greater ``lastrevid``; a row without one is replaced by any document, and a
+    document without one replaces only such a row. Call inside a transaction.
+
+    The test is in the upsert's WHERE, so that tasks racing for one id agree: whichever commits
+    last, the newest revision stays (Django's ``bulk_create(update_conflicts=True)`` would update
+    unconditionally). PostgreSQL and SQLite (3.35 or newer, for RETURNING) share the syntax.
+    """
+    if not entities:
+        return set()
+    meta = WikidataEntity._meta
+    by_name = {field.name: field for field in meta.concrete_fields}
+    fields = [by_name[name] for name in ["wikidata_id", *ENTITY_FIELDS]]
+    quote = connection.ops.quote_name
+    table, key, revision = quote(meta.db_table), quote(fields[0].column), quote(by_name["lastrevid"].column)
+    rows, params = [], []
+    for entity in entities:
+        values = [field.get_db_prep_save(getattr(entity, field.attname), connection) for field in fields]
+        rows.append(
+            f"({', '.join(_placeholder(field, value) for field, value in zip(fields, values, strict=True))})"
+        )
+        params += values
+    columns = [quote(field.column) for field in fields]
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns[1:])
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(rows)} "
+        f"ON CONFLICT ({key}) DO UPDATE SET {updates} "
+        f"WHERE {table}.{revision} IS NULL OR excluded.{revision} > {table}.{revision} "
+        f"RETURNING {key}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _placeholder(field: Any, value: Any) -> str:
+    # DocumentField sends its document as one parameter (see importers.fields); others use %s.
+    placeholder = getattr(field, "get_placeholder", None)
+    return str(placeholder(value, None, connection)) if placeholder is not None else "%s"
+
+
+def _newer(revision: int | None, than: int | None) -> bool:
+    """Whether a document of ``revision`` replaces one of revision ``than``: the upsert's WHERE, in Python."""
+    return than is None or (revision is not None and revision > than)
 
 
 def _entity(entity_id: str, document: Mapping[str, Any], now: Any) -> WikidataEntity:

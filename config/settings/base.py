@@ -202,3 +202,15 @@ WIKIDATA_RETRY_AFTER_MAX = env.float("WIKIDATA_RETRY_AFTER_MAX", default=60.0)
 # Wikimedia asks API clients for a few concurrent requests at most: the Wikidata tasks have a
 # queue of their own, so that its workers' concurrency is that limit (see the README).
 WIKIDATA_QUEUE = env("WIKIDATA_QUEUE", default="wikidata")
+# WIKIDATA_TIMEOUT bounds each wait for data, not an answer: a server sending a byte a second
+# would never trip it. Each attempt (a request, its redirects within the host and the whole
+# answer) is cut off this many seconds after it starts, and counts as a timeout (retried).
+WIKIDATA_ATTEMPT_DEADLINE = env.float("WIKIDATA_ATTEMPT_DEADLINE", default=2 * WIKIDATA_TIMEOUT)
+# The largest answer read, in bytes, after gzip decoding; a larger one is failed unread. Wikibase
+# refuses to save an entity whose serialization exceeds maxSerializedEntitySize (by default
+# MediaWiki's page size limit, 2 MiB); the JSON Wikidata serves adds a datatype, a hash and an id to
+# every snak, so its largest items come to a few MB (a well-kept item such as Q42 was 150 KB in
+# 2018). 16 MiB takes the largest with room to spare, and most wbgetentities batches of 50; a batch
+# beyond it is fetched one id at a time. It also bounds the memory a decoded answer takes (a small
+# multiple of its size).
+WIKIDATA_MAX_RESPONSE_BYTES = env.int("WIKIDATA_MAX_RESPONSE_BYTES", default=16 * 1024 * 1024)

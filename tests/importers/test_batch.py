@@ -117,7 +117,7 @@ def test_an_unexpected_error_while_storing_a_batch_is_recorded_for_each_id(
     def broken_upsert(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(WikidataEntity.objects, "bulk_create", broken_upsert)
+    monkeypatch.setattr("importers.storage.upsert_newer", broken_upsert)
     with pytest.raises(RuntimeError, match="disk full"):
         WikidataImporter().import_batch(["Q1022", "Q404"])
     assert dict(ImportOutcome.objects.values_list("pk", "status")) == {"Q1022": "failed", "Q404": "failed"}

@@ -262,7 +262,7 @@ def test_an_unexpected_error_while_storing_is_recorded_and_raised(
     def broken_upsert(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(WikidataEntity.objects, "bulk_create", broken_upsert)
+    monkeypatch.setattr("importers.storage.upsert_newer", broken_upsert)
     with pytest.raises(RuntimeError, match="disk full"):
         import_single("Q1022")
     failed = outcome("Q1022")

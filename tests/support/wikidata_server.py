@@ -89,13 +89,17 @@ class Fault:
     - ``Fault.maxlag(lag=2.0)``: wbgetentities' maxlag error (HTTP 200, ``Retry-After: 5``).
     - ``Fault.reset()``: close the connection (TCP RST) without answering.
     - ``Fault.hang(seconds)``: wait, then answer normally (cut short, unanswered, by ``stop()``).
+    - ``Fault.drip(body, every, headers_too=False)``: answer 200 with ``body`` one byte every ``every``
+      seconds (the status line and headers too, with ``headers_too``), without a Content-Length: the
+      body ends when the connection closes, as HTTP/1.0 servers do.
     """
 
-    kind: Literal["respond", "reset", "hang"]
+    kind: Literal["respond", "reset", "hang", "drip"]
     code: int = 200
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
+    headers_too: bool = False
 
     @classmethod
     def status(
@@ -154,6 +158,23 @@ class Fault:
     def hang(cls, seconds: float) -> Fault:
         """Wait ``seconds`` before answering normally, to make clients time out."""
         return cls("hang", seconds=seconds)
+
+    @classmethod
+    def drip(
+        cls,
+        body: bytes,
+        every: float,
+        headers: Mapping[str, str] | None = None,
+        headers_too: bool = False,
+    ) -> Fault:
+        """Answer 200 with ``body``, a byte at a time, ``every`` seconds apart (0: all at once).
+
+        No Content-Length is sent and the connection is closed after the last byte, so the client
+        cannot tell a complete body from one cut short. Every single read is quick: only a
+        deadline on the whole answer stops a client from waiting ``len(body) * every`` seconds.
+        """
+        all_headers = {"Content-Type": _JSON, **(headers or {})}
+        return cls("drip", 200, body, tuple(all_headers.items()), every, headers_too)
 
 
 @dataclass
@@ -222,6 +243,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def drip(self, fault: Fault, stopping: threading.Event) -> None:
+        """Send ``fault``'s answer close-delimited, a byte every ``fault.seconds`` (see ``Fault.drip``)."""
+        self.close_connection = True
+        lines = [f"HTTP/1.1 {fault.code} {HTTPStatus(fault.code).phrase}"]
+        lines += [f"{name}: {value}" for name, value in fault.headers]
+        lines += ["Connection: close", "", ""]
+        head = "\r\n".join(lines).encode("latin-1")
+        if not fault.seconds:
+            self.wfile.write(head)
+            self.wfile.write(fault.body)  # not joined: a test may measure the client's memory
+            return
+        if not fault.headers_too:
+            self.wfile.write(head)
+            head = b""
+        data = head + fault.body
+        for offset in range(len(data)):
+            if stopping.wait(fault.seconds):
+                return
+            self.wfile.write(data[offset : offset + 1])
 
     def drop(self) -> None:
         """Close the connection with a TCP reset, sending nothing."""
@@ -384,6 +425,8 @@ class StandInWikidata:
             handler.drop()
         elif fault is not None and fault.kind == "respond":
             handler.send(fault.code, fault.body, dict(fault.headers))
+        elif fault is not None and fault.kind == "drip":
+            handler.drip(fault, self._stopping)
         elif path.startswith(ENTITY_DATA_PREFIX):
             code, body, content_type = self._entity_data(path.removeprefix(ENTITY_DATA_PREFIX))
             handler.send(code, body, {"Content-Type": content_type})
