@@ -261,6 +261,12 @@ class Answer:
     body: bytes
 
 
+UNRESOLVED_HOST = (
+    "the host name does not resolve: check the network connection (or a proxy), and "
+    "WIKIDATA_BASE_URL, which says where entities are fetched from"
+)
+
+
 class _Retryable(Exception):
     """An attempt that gave no complete answer (a connection error, a timeout, the deadline)."""
 
@@ -347,6 +353,9 @@ def _request(url: str, headers: dict[str, str], deadline: _Deadline) -> Answer:
             raise _Retryable(deadline.explanation) from None
         if isinstance(error, _Unusable):
             raise
+        if isinstance(error, urllib3.exceptions.NameResolutionError):
+            # Offline, or a mistyped host: waiting and asking again would not change the answer.
+            raise _Unusable(f"{error.conn.host}: {UNRESOLVED_HOST}") from None
         raise _Retryable(str(error)) from None
     finally:
         deadline.unwatch()
