@@ -1,0 +1,68 @@
+"""Worker processes and signals: a SIGTERM sent to every process at once still ends in a warm shutdown.
+
+A platform that stops a machine signals every process on it: Heroku sends SIGTERM to each process
+of a dyno at every deploy and daily restart (and SIGKILL to what is left 30 s later), as
+``kill -TERM -PGID`` does to a process group. Celery's answer to SIGTERM, in the worker's main
+process, is a warm shutdown: take no new message, let the running tasks finish, acknowledge them.
+But a prefork pool process dies of SIGTERM with its task, whose message then goes back to the
+queue and runs again. So a pool process ignores a SIGTERM from anyone but the worker's main
+process, which still ends its pool processes with SIGTERM when it means to (a cold shutdown, a
+task cancelled when the broker connection is lost, ``revoke(terminate=True)``).
+
+Celery's own switches do not do this. ``REMAP_SIGTERM=SIGQUIT`` makes pool processes ignore
+SIGTERM, but turns the main process's SIGTERM into a cold shutdown, which cancels the running
+tasks; ``worker_soft_shutdown_timeout`` delays that cancellation, but the main process sleeps in
+its signal handler meanwhile, so tasks that finish in that time are not acknowledged and run
+again (Celery 5.6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from typing import Any
+
+from billiard.process import current_process  # type: ignore[attr-defined]  # not in the stubs
+from celery.signals import worker_process_init
+
+__all__ = ("connect_worker_signals", "shield_pool_process_from_sigterm")
+
+
+def connect_worker_signals() -> None:
+    """Connect this module's receivers to Celery's worker signals (idempotent)."""
+    worker_process_init.connect(shield_pool_process_from_sigterm, weak=False, dispatch_uid=__name__)
+
+
+def shield_pool_process_from_sigterm(**kwargs: Any) -> None:
+    """In a prefork pool process, ignore SIGTERM unless the worker's main process sent it.
+
+    SIGTERM is blocked in the pool process and taken by a thread that waits for it: one from
+    the main process (the parent) ends the process at once, as SIGTERM would have; any other is
+    ignored, and the main process's warm shutdown ends the process when its task is done.
+    Without ``signal.sigwaitinfo`` (macOS), which says who sent a signal, every SIGTERM is ignored.
+
+    The solo pool sends ``worker_process_init`` in the main process: nothing changes there, so
+    that SIGTERM still starts its warm shutdown.
+    """
+    if current_process().name == "MainProcess":
+        return
+    if not hasattr(signal, "sigwaitinfo"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return
+    # Blocked before the thread starts, which inherits the mask: in no thread of this process
+    # does SIGTERM run a handler or its default action; it waits for sigwaitinfo.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    threading.Thread(target=_end_on_sigterm_from, args=(os.getppid(),), name="sigterm", daemon=True).start()
+
+
+def _end_on_sigterm_from(parent: int) -> None:
+    """Wait for SIGTERMs; end this process at the first one that ``parent`` sent."""
+    while True:
+        with contextlib.suppress(InterruptedError):
+            if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+                break
+    # What the main process meant: this process ends now, without running anything more.
+    # SIGKILL, because a thread cannot unblock SIGTERM for the main thread.
+    os.kill(os.getpid(), signal.SIGKILL)
