@@ -9,6 +9,12 @@ queue and runs again. So a pool process ignores a SIGTERM from anyone but the wo
 process, which still ends its pool processes with SIGTERM when it means to (a cold shutdown, a
 task cancelled when the broker connection is lost, ``revoke(terminate=True)``).
 
+A warm shutdown waits for the running tasks however long they take, and the platform does not:
+after ``IMPORTER_WARM_SHUTDOWN_TIMEOUT`` seconds (25, within Heroku's 30) the worker turns it
+into a cold shutdown, which cancels the tasks still running and gives their messages back to
+the queue at once; killed by the platform instead, they would wait for the broker's visibility
+timeout (an hour on Redis).
+
 Celery's own switches do not do this. ``REMAP_SIGTERM=SIGQUIT`` makes pool processes ignore
 SIGTERM, but turns the main process's SIGTERM into a cold shutdown, which cancels the running
 tasks; ``worker_soft_shutdown_timeout`` delays that cancellation, but the main process sleeps in
@@ -19,20 +25,48 @@ again (Celery 5.6).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
 from typing import Any
 
 from billiard.process import current_process  # type: ignore[attr-defined]  # not in the stubs
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_shutting_down
+from django.conf import settings
 
-__all__ = ("connect_worker_signals", "shield_pool_process_from_sigterm")
+__all__ = ("bound_warm_shutdown", "connect_worker_signals", "shield_pool_process_from_sigterm")
+
+logger = logging.getLogger(__name__)
 
 
 def connect_worker_signals() -> None:
     """Connect this module's receivers to Celery's worker signals (idempotent)."""
     worker_process_init.connect(shield_pool_process_from_sigterm, weak=False, dispatch_uid=__name__)
+    worker_shutting_down.connect(bound_warm_shutdown, weak=False, dispatch_uid=__name__)
+
+
+def bound_warm_shutdown(how: str, **kwargs: Any) -> None:
+    """When a warm shutdown starts, arrange a cold one after ``IMPORTER_WARM_SHUTDOWN_TIMEOUT`` seconds.
+
+    The cold shutdown is Celery's own, as on SIGQUIT: it cancels the tasks still running, whose
+    messages go back to the queue. A worker that is done sooner exits first. 0 waits for ever.
+    """
+    timeout = float(settings.IMPORTER_WARM_SHUTDOWN_TIMEOUT)
+    if how != "Warm" or timeout <= 0:
+        return
+    timer = threading.Timer(timeout, _cold_shutdown, args=(timeout,))
+    timer.daemon = True  # the worker may exit before it fires
+    timer.start()
+
+
+def _cold_shutdown(waited: float) -> None:
+    logger.warning(
+        "Warm shutdown not done after %g s (IMPORTER_WARM_SHUTDOWN_TIMEOUT): a cold shutdown "
+        "cancels the tasks still running, and their messages go back to the queue",
+        waited,
+    )
+    os.kill(os.getpid(), signal.SIGQUIT)
 
 
 def shield_pool_process_from_sigterm(**kwargs: Any) -> None:

@@ -68,11 +68,11 @@ class ProcfileWorker(CeleryWorker):
         wait_until(answers_a_ping, timeout=timeout, why=self.log_tail)
 
 
-def start_procfile_worker(site: Deployment, name: str) -> ProcfileWorker:
-    """Start a Procfile worker on ``site``'s broker (killed when the Deployment ends)."""
+def start_procfile_worker(site: Deployment, name: str, **env: str) -> ProcfileWorker:
+    """Start a Procfile worker on ``site``'s broker, with ``env`` set (killed when the Deployment ends)."""
     queues = [settings.CELERY_TASK_DEFAULT_QUEUE, settings.WIKIDATA_QUEUE]
     log = Path(site.log_dir) / f"{name}-{len(site.workers)}" / "worker.log"
-    worker = ProcfileWorker(f"{name}-{os.getpid()}", queues, env=site.environment(), log=log)
+    worker = ProcfileWorker(f"{name}-{os.getpid()}", queues, env={**site.environment(), **env}, log=log)
     site.workers.append(worker)
     worker.start()
     return worker
@@ -109,6 +109,30 @@ def test_sigterm_to_the_whole_process_group_lets_running_imports_finish_and_none
     assert wait_for_outcomes(["Q42"], why=site.logs) == {"Q42": "imported"}
     assert {entity_id: wikidata.count(entity_id) for entity_id in ids} == dict.fromkeys(ids, 1)
     assert WikidataEntity.objects.count() == concurrency + 1
+
+
+def test_a_task_still_running_when_the_warm_shutdown_times_out_is_cancelled_and_its_message_given_back(
+    private_redis: RedisServer, deploy: Callable[..., Deployment], wikidata: StandInWikidata
+) -> None:
+    wikidata.add_entity(item("Q1", "Item Q1"))
+    wikidata.add_fault("Q1", Fault.hang(10))  # longer than the warm shutdown's timeout
+    site = deploy(private_redis.url)
+    worker = start_procfile_worker(site, "a", IMPORTER_WARM_SHUTDOWN_TIMEOUT="1")
+    WikidataImporter().import_single.as_task(wikidata_id="Q1")
+    wait_until(lambda: wikidata.count("Q1"), why=site.logs)
+
+    signalled = time.monotonic()
+    os.killpg(worker.pid, signal.SIGTERM)
+    wait_until(worker.exited, timeout=GRACE, why=site.logs, interval=0.1)
+    # Cancelled after 1 s, before its request timed out (2 s) and was tried again.
+    assert time.monotonic() - signalled < 5
+    assert outcomes(["Q1"]) == {}
+    assert private_redis.client().llen(settings.WIKIDATA_QUEUE) == 1, site.logs()  # back in the queue
+    assert "IMPORTER_WARM_SHUTDOWN_TIMEOUT" in worker.log_text()
+
+    start_procfile_worker(site, "b")  # the next dyno
+    assert wait_for_outcomes(["Q1"], why=site.logs) == {"Q1": "imported"}
+    assert wikidata.count("Q1") == 2
 
 
 def test_a_cold_shutdown_still_stops_running_imports_at_once_and_gives_their_messages_back(
