@@ -34,8 +34,12 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers take the lock when a transaction begins, and wait for it rather than fail:
-    # the embedded mode has one process, but a test worker shares the file.
-    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    # the embedded mode has one process, but a test worker shares the file. Past SQLITE_TIMEOUT
+    # seconds of waiting, a write fails with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env.float("SQLITE_TIMEOUT", default=20.0),
+    }
 
 # Apps
 # ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.db.models import Max
 from django.db.models.functions import Length
 from rich.console import Console
@@ -34,6 +35,8 @@ MAX_LISTED = 50
 REQUEST_CHUNK = 500
 NO_OUTCOME = "no outcome"
 NO_OUTCOME_HELP = "its task ended without recording one (see the worker's log)"
+# How long sqlite3 waits for another writer when the settings do not say.
+SQLITE_DEFAULT_TIMEOUT = 5.0
 
 
 class Command(BaseCommand):
@@ -89,12 +92,15 @@ class Command(BaseCommand):
         self.summarize(run)
 
     def start_run(self) -> ImportRun:
+        """Create the run: the command's first write to the database.
+
+        Raises:
+            CommandError: the database is locked, has no tables yet, or cannot be used; says which.
+        """
         try:
             return ImportRun.objects.create()
         except DatabaseError as error:
-            raise CommandError(
-                f"The database is not ready ({error}): run `python manage.py migrate` first."
-            ) from None
+            raise CommandError(database_problem(error)) from None
 
     def send(self, run: ImportRun, source: list[SourcedId] | Path, valid: int, batch_size: int) -> None:
         """Send (or run here) a task for each id, once, and keep how many were sent in ``run``.
@@ -272,6 +278,34 @@ class Command(BaseCommand):
             lines.append(f"  ... and {count - MAX_LISTED} more (see the admin's run outcomes).")
         noun = "id was" if count == 1 else "ids were"
         raise CommandError(f"{count} {noun} not imported:\n" + "\n".join(lines))
+
+
+def database_problem(error: DatabaseError) -> str:
+    """Return what went wrong with the database, in words an operator can act on.
+
+    A locked database is not one that needs migrating: SQLite answers "database is locked" once
+    another process has held its write lock for longer than the connection's timeout.
+    """
+    if _is_locked(error):
+        timeout = connection.settings_dict["OPTIONS"].get("timeout", SQLITE_DEFAULT_TIMEOUT)
+        return (
+            f"The database is locked: another process has been writing to it for longer than the "
+            f"{timeout:g} s this command waits (SQLITE_TIMEOUT). Try again when it is done, or set "
+            f"SQLITE_TIMEOUT to wait longer. ({error})"
+        )
+    try:
+        migrated = ImportRun._meta.db_table in connection.introspection.table_names()
+    except DatabaseError:
+        migrated = True  # cannot even list the tables: not a matter of migrations
+    if not migrated:
+        return f"The database has no tables yet ({error}): run `python manage.py migrate` first."
+    return f"The database cannot be used ({error}): check DATABASE_URL, and that the database is up."
+
+
+def _is_locked(error: DatabaseError) -> bool:
+    # sqlite3 gives the error's code (an extended code: the primary one is its low byte).
+    code = getattr(error.__cause__, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def seconds(text: str) -> float:
