@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from core.database import UNAVAILABLE, patiently
 from core.exceptions import EnqueueFailed
 from core.sender import in_process, runs_in_process
-from importers.entity_ids import InvalidEntityId, SourcedId, normalize, read_ids
+from importers.entity_ids import InvalidEntityId, SourcedId, read_ids
 from importers.fetch import MAX_BATCH
 from importers.importers import WikidataImporter, chunked
 from importers.models import ImportRun
@@ -145,9 +145,15 @@ class Command(BaseCommand):
                 raise CommandError("Give at least one id, e.g. `import_wikidata Q1022`, or --file PATH.")
             return [SourcedId(raw, f"argument {number}") for number, raw in enumerate(ids, start=1)]
         if path == "-":
-            # Standard input can be read only once; the ids are checked before any is sent.
-            spool = stack.enter_context(tempfile.NamedTemporaryFile("w+", suffix=".ids"))  # noqa: SIM115
-            shutil.copyfileobj(sys.stdin, spool)
+            # Standard input can be read only once; the ids are checked before any is sent. Its
+            # bytes are copied as they are: read_ids decodes them, line by line.
+            spool = stack.enter_context(tempfile.NamedTemporaryFile("w+b", suffix=".ids"))  # noqa: SIM115
+            stdin = getattr(sys.stdin, "buffer", None)
+            if stdin is not None:
+                shutil.copyfileobj(stdin, spool)
+            else:  # a text stream without bytes beneath, as tests put in its place
+                for text in iter(lambda: sys.stdin.read(1 << 16), ""):
+                    spool.write(text.encode("utf-8", "surrogateescape"))
             spool.flush()
             return Path(spool.name)
         if not Path(path).is_file():
@@ -158,7 +164,7 @@ class Command(BaseCommand):
         if isinstance(source, list):
             yield from source
             return
-        with source.open(encoding="utf-8") as file:
+        with source.open("rb") as file:
             yield from read_ids(file)
 
     def check_ids(self, source: list[SourcedId] | Path, skip_invalid: bool) -> int:
@@ -167,22 +173,29 @@ class Command(BaseCommand):
         Raises:
             CommandError: an id is invalid (and not ``skip_invalid``), or there is no valid id.
         """
-        valid, invalid = 0, []
+        valid = invalid = 0
+        listed: list[str] = []  # the first MAX_LISTED invalid ones, with where they are
         for sourced in self.sourced_ids(source):
             try:
-                normalize(sourced.raw)
+                sourced.normalized()
                 valid += 1
             except InvalidEntityId as error:
-                invalid.append(f"  {sourced.origin}: {error}")
+                invalid += 1
+                # A junk file has millions of invalid lines: the first few say what is wrong.
+                if len(listed) < MAX_LISTED:
+                    listed.append(f"  {sourced.origin}: {error}")
         if invalid:
-            listing = "\n".join(invalid)
+            if invalid > len(listed):
+                listed.append(f"  ... and {invalid - len(listed)} more")
+            listing = "\n".join(listed)
+            noun = "id" if invalid == 1 else "ids"
             if not skip_invalid:
                 raise CommandError(
-                    f"{len(invalid)} invalid ids; nothing was imported "
+                    f"{invalid} invalid {noun}; nothing was imported "
                     f"(--skip-invalid imports the rest):\n{listing}"
                 )
             if self.verbosity >= 1:
-                self.stderr.write(f"Skipping {len(invalid)} invalid ids:\n{listing}")
+                self.stderr.write(f"Skipping {invalid} invalid {noun}:\n{listing}")
         if not valid:
             raise CommandError("No valid ids to import.")
         return valid
@@ -191,7 +204,7 @@ class Command(BaseCommand):
         """Yield each valid id of ``source``, normalized, with where it came from."""
         for sourced in self.sourced_ids(source):
             try:
-                yield normalize(sourced.raw), sourced.origin
+                yield sourced.normalized(), sourced.origin
             except InvalidEntityId:
                 continue  # listed by check_ids already
 
