@@ -318,7 +318,7 @@ def database_problem(error: DatabaseError) -> str:
 def _is_locked(error: DatabaseError) -> bool:
     # sqlite3 gives the error's code (an extended code: the primary one is its low byte).
     code = getattr(error.__cause__, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return code is not None and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def seconds(text: str) -> float:
