@@ -24,7 +24,6 @@ again (Celery 5.6).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -75,7 +74,8 @@ def shield_pool_process_from_sigterm(**kwargs: Any) -> None:
     SIGTERM is blocked in the pool process and taken by a thread that waits for it: one from
     the main process (the parent) ends the process at once, as SIGTERM would have; any other is
     ignored, and the main process's warm shutdown ends the process when its task is done.
-    Without ``signal.sigwaitinfo`` (macOS), which says who sent a signal, every SIGTERM is ignored.
+    Without ``signal.sigwaitinfo`` (macOS), which says who sent a signal, every SIGTERM is
+    ignored: there a cold shutdown waits for the running tasks too.
 
     The solo pool sends ``worker_process_init`` in the main process: nothing changes there, so
     that SIGTERM still starts its warm shutdown.
@@ -93,10 +93,9 @@ def shield_pool_process_from_sigterm(**kwargs: Any) -> None:
 
 def _end_on_sigterm_from(parent: int) -> None:
     """Wait for SIGTERMs; end this process at the first one that ``parent`` sent."""
-    while True:
-        with contextlib.suppress(InterruptedError):
-            if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
-                break
+    while signal.sigwaitinfo({signal.SIGTERM}).si_pid != parent:
+        pass  # the platform's, or anyone else's: the main process decides when this one ends
     # What the main process meant: this process ends now, without running anything more.
-    # SIGKILL, because a thread cannot unblock SIGTERM for the main thread.
+    # SIGKILL, because a thread cannot unblock SIGTERM for the main thread (so the worker's log
+    # says the process "exited with 'signal 9 (SIGKILL)'" where it said SIGTERM).
     os.kill(os.getpid(), signal.SIGKILL)
