@@ -1,10 +1,12 @@
-"""The core app: registers every installed app's importers at start-up."""
+"""The core app: registers every installed app's importers at start-up, and connects the worker signals."""
 
 from importlib import import_module
 
 from django.apps import AppConfig, apps
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import module_has_submodule
+
+from core.worker import connect_worker_signals
 
 
 class CoreConfig(AppConfig):
@@ -13,6 +15,7 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         discover_importers()
+        connect_worker_signals()
 
 
 def discover_importers() -> None:

@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO
 
-__all__ = ("InvalidEntityId", "SourcedId", "normalize", "read_ids")
+__all__ = (
+    "MAX_ID_LENGTH",
+    "MAX_LINE_BYTES",
+    "InvalidEntityId",
+    "SourcedId",
+    "normalize",
+    "read_ids",
+    "shown",
+)
 
 # Items (Q), properties (P) and lexemes (L): what Special:EntityData serves for an import.
 ENTITY_ID = re.compile(r"[QPL][1-9][0-9]{0,11}")
+# The longest id ENTITY_ID accepts: anything longer is refused before it is looked at.
+MAX_ID_LENGTH = 13
+# The longest line of an id file that is read: an id, and room for a comment. Of a longer line
+# only this much is kept (the rest is read and dropped), so that a file without line breaks
+# cannot fill the memory; its comment may go on, unread.
+MAX_LINE_BYTES = 1024
+# Of a value that is not an id, messages repeat at most this many characters (and say how many
+# there were): a message must not carry whatever a file or a caller sent.
+ECHOED_CHARACTERS = 20
+# What some editors write at the start of a UTF-8 file; it is not part of the first id.
+UTF8_BOM = b"\xef\xbb\xbf"
+# A long line's rest is read and dropped in pieces of this size.
+SKIPPED_PIECE = 1 << 16
 
 
 class InvalidEntityId(ValueError):
@@ -18,30 +40,82 @@ class InvalidEntityId(ValueError):
 
 @dataclass(frozen=True)
 class SourcedId:
-    """A raw id and where it came from, e.g. ``line 12`` of a file."""
+    """A raw id and where it came from, e.g. ``line 12`` of a file.
+
+    ``unreadable`` says why a line could not be read as an id at all (not UTF-8, too long);
+    ``raw`` is empty then.
+    """
 
     raw: str
     origin: str
+    unreadable: str | None = None
+
+    def normalized(self) -> str:
+        """Return the canonical form of the id (see ``normalize``).
+
+        Raises:
+            InvalidEntityId: the line was unreadable, or ``raw`` is not an id.
+        """
+        if self.unreadable is not None:
+            raise InvalidEntityId(self.unreadable)
+        return normalize(self.raw)
+
+
+def shown(raw: str) -> str:
+    """Return ``raw`` quoted for a message: whole when short, else its first characters and its length."""
+    if len(raw) <= ECHOED_CHARACTERS:
+        return repr(raw)
+    return f"{raw[:ECHOED_CHARACTERS]!r}... ({len(raw)} characters)"
 
 
 def normalize(raw: str) -> str:
     """Return the canonical form of an entity id: ``q1022`` becomes ``Q1022``.
 
     Raises:
-        InvalidEntityId: ``raw`` is not an item, property or lexeme id.
+        InvalidEntityId: ``raw`` is not an item, property or lexeme id; the message quotes at
+            most the first few characters of it.
     """
-    candidate = raw.strip().upper()
-    if not ENTITY_ID.fullmatch(candidate):
-        raise InvalidEntityId(f"{raw!r} is not a Wikidata id (Q, P or L and a number, e.g. Q1022)")
-    return candidate
+    candidate = raw.strip()
+    if len(candidate) > MAX_ID_LENGTH or not ENTITY_ID.fullmatch(candidate.upper()):
+        raise InvalidEntityId(f"{shown(raw)} is not a Wikidata id (Q, P or L and a number, e.g. Q1022)")
+    return candidate.upper()
 
 
-def read_ids(lines: Iterable[str], origin: str = "line") -> Iterator[SourcedId]:
-    """Yield the ids in ``lines``, one a line, skipping blank lines and ``#`` comments.
+def read_ids(file: IO[bytes], origin: str = "line") -> Iterator[SourcedId]:
+    """Yield the ids in a file opened in binary, one a line, skipping blank lines and ``#`` comments.
 
-    Streams: a file of a million ids is never held in memory.
+    Streams, and keeps at most ``MAX_LINE_BYTES`` of any line: memory stays flat whatever the
+    file holds. A UTF-8 byte order mark at the start is skipped. A line whose id part (before
+    ``#``) is not UTF-8, or that is longer than ``MAX_LINE_BYTES`` without a ``#`` in its first
+    ``MAX_LINE_BYTES``, is yielded as ``unreadable``, with the reason.
     """
-    for number, line in enumerate(lines, start=1):
-        text = line.split("#", 1)[0].strip()
+    for number, (head, length) in enumerate(_lines(file), start=1):
+        where = f"{origin} {number}"
+        if number == 1 and head.startswith(UTF8_BOM):
+            head, length = head[len(UTF8_BOM) :], length - len(UTF8_BOM)
+        # "#" is one byte in UTF-8 and never part of another character's bytes.
+        content, comment, _ = head.partition(b"#")
+        if length > MAX_LINE_BYTES and not comment:
+            yield SourcedId("", where, f"a line of {length} bytes, longer than {MAX_LINE_BYTES}: not an id")
+            continue
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError as error:
+            byte = content[error.start]
+            yield SourcedId("", where, f"not UTF-8 text (byte {error.start + 1} of the line is {byte:#04x})")
+            continue
+        text = text.strip()
         if text:
-            yield SourcedId(text, f"{origin} {number}")
+            yield SourcedId(text, where)
+
+
+def _lines(file: IO[bytes]) -> Iterator[tuple[bytes, int]]:
+    """Yield each line of ``file``, without its line break: at most its first ``MAX_LINE_BYTES + 1``
+    bytes, and its whole length in bytes."""
+    while head := file.readline(MAX_LINE_BYTES + 1):
+        length, piece = len(head), head
+        while not piece.endswith(b"\n") and (piece := file.readline(SKIPPED_PIECE)):
+            length += len(piece)
+        if piece.endswith(b"\n"):
+            length -= 1
+        yield head.removesuffix(b"\n"), length

@@ -42,8 +42,12 @@ def database(url: str) -> dict[str, Any]:
     settings["CONN_HEALTH_CHECKS"] = True
     if settings["ENGINE"] == "django.db.backends.sqlite3":
         # Writers take the lock when a transaction begins, and wait for it rather than fail:
-        # the embedded mode has one process, but a test worker shares the file.
-        settings["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+        # the embedded mode has one process, but a test worker shares the file. Past
+        # SQLITE_TIMEOUT seconds of waiting, a write fails with "database is locked".
+        settings["OPTIONS"] = {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.float("SQLITE_TIMEOUT", default=20.0),
+        }
     return settings
 
 
@@ -172,6 +176,12 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-cancel-long-running-tasks-on-connection-loss
 # Acks-late tasks running when the broker connection is lost are redelivered anyway.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# A SIGTERM starts a warm shutdown (running tasks finish; core.worker keeps pool processes alive
+# through a SIGTERM sent to every process, as Heroku sends it). After this many seconds it turns
+# into a cold shutdown: the tasks still running are cancelled and their messages go back to the
+# queue at once, before Heroku's SIGKILL (30 s after SIGTERM) would leave them to the visibility
+# timeout. 0 waits as long as the tasks take.
+IMPORTER_WARM_SHUTDOWN_TIMEOUT = env.float("IMPORTER_WARM_SHUTDOWN_TIMEOUT", default=25.0)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-retry-on-startup
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-hijack-root-logger

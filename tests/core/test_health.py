@@ -1,13 +1,77 @@
-"""The health URL reports the database and the broker."""
+"""The health URL: 200 or 503 JSON in every case, naming what is down in fixed words, within a second."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from unittest import mock
+
 import pytest
+from django.db import OperationalError, connections
 from django.test import Client
 
-from tests.support.workers import CeleryWorker
+from config.celery_app import app
 
 pytestmark = pytest.mark.django_db
+
+# What the errors say, and the client must never see: hosts, ports, credentials.
+DATABASE_ERROR = 'connection to server at "db.internal" (10.0.0.5), port 5432 failed: Connection refused'
+CLOSED_BROKER = "redis://:s3cret@127.0.0.1:1/7"  # nothing listens on port 1
+SECRETS = ("db.internal", "10.0.0.5", "5432", "127.0.0.1", ":1", "s3cret")
+
+
+@pytest.fixture
+def broker() -> Iterator[None]:
+    """A broker configured (this run's Redis), as in production: not the in-process mode."""
+    app.conf.CELERY_TASK_ALWAYS_EAGER = False  # the key under the CELERY namespace
+    try:
+        yield
+    finally:
+        app.conf.CELERY_TASK_ALWAYS_EAGER = True
+
+
+@contextlib.contextmanager
+def database_down() -> Iterator[None]:
+    """Every attempt to use the database fails as when its server refuses connections."""
+    refused = OperationalError(DATABASE_ERROR)
+    with mock.patch.object(connections["default"], "ensure_connection", side_effect=refused):
+        yield
+
+
+@contextlib.contextmanager
+def broker_at(url: str) -> Iterator[None]:
+    saved = app.conf.CELERY_BROKER_URL
+    app.conf.CELERY_BROKER_URL = url
+    try:
+        yield
+    finally:
+        app.conf.CELERY_BROKER_URL = saved
+
+
+@contextlib.contextmanager
+def broker_refusing() -> Iterator[None]:
+    with broker_at(CLOSED_BROKER):
+        yield
+
+
+@contextlib.contextmanager
+def broker_hanging() -> Iterator[None]:
+    """A broker that takes connections (the kernel does, into the backlog) and never answers."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        with broker_at(f"redis://127.0.0.1:{silent.getsockname()[1]}/0"):
+            yield
+
+
+FAULTS = {
+    "database down": database_down,
+    "broker refusing": broker_refusing,
+    "broker hanging": broker_hanging,
+}
 
 
 def test_health_is_ok_without_a_broker(client: Client) -> None:
@@ -16,20 +80,45 @@ def test_health_is_ok_without_a_broker(client: Client) -> None:
     assert response.json() == {"database": "ok", "broker": "none: tasks run in process"}
 
 
-def test_health_checks_the_broker_when_there_is_one(client: Client, live: CeleryWorker) -> None:
+def test_health_checks_the_broker_when_there_is_one(client: Client, broker: None) -> None:
     response = client.get("/health/")
     assert response.status_code == 200
     assert response.json() == {"database": "ok", "broker": "ok"}
 
 
-def test_health_is_503_when_the_broker_is_down(client: Client, live: CeleryWorker) -> None:
-    from config.celery_app import app
+@pytest.mark.parametrize(
+    ("faults", "database", "broker_state"),
+    [
+        (["database down"], "down", "ok"),
+        (["broker refusing"], "ok", "down"),
+        (["broker hanging"], "ok", "down"),
+        (["database down", "broker refusing"], "down", "down"),
+    ],
+    ids=lambda value: " and ".join(value) if isinstance(value, list) else None,
+)
+def test_health_is_a_503_json_naming_what_is_down_within_a_second_with_the_details_only_in_the_log(
+    client: Client,
+    broker: None,
+    caplog: pytest.LogCaptureFixture,
+    faults: list[str],
+    database: str,
+    broker_state: str,
+) -> None:
+    with contextlib.ExitStack() as stack:
+        for fault in faults:
+            stack.enter_context(FAULTS[fault]())
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="core.views"):
+            response = client.get("/health/")
+        elapsed = time.monotonic() - started
 
-    saved = app.conf.CELERY_BROKER_URL
-    app.conf.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens there
-    try:
-        response = client.get("/health/")
-    finally:
-        app.conf.CELERY_BROKER_URL = saved
     assert response.status_code == 503
-    assert response.json()["broker"].startswith("error:")
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"database": database, "broker": broker_state}
+    assert elapsed < 1.0
+    body = response.content.decode()
+    assert not [secret for secret in SECRETS if secret in body]
+    if database == "down":
+        assert "db.internal" in caplog.text
+    if broker_state == "down":
+        assert "the broker is down" in caplog.text

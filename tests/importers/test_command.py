@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management.base import CommandError
+from django.db import connection
 
 from importers.models import ImportOutcome, ImportRun, WikidataEntity
 from tests.importers.conftest import import_wikidata
@@ -123,3 +128,76 @@ def test_the_progress_bar_goes_to_the_commands_stderr(served: StandInWikidata) -
     command.verbosity = 0
     command.wait_for(run, 2)
     assert quiet.getvalue() == ""
+
+
+@contextlib.contextmanager
+def database_settings(**changes: Any) -> Iterator[None]:
+    """This process's connection reopened with ``changes`` to its settings, and put back afterwards."""
+    saved = connection.settings_dict.copy()
+    connection.close()
+    connection.settings_dict.update(changes)
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+
+
+@contextlib.contextmanager
+def locked_by_another_writer(tmp_path: Path) -> Iterator[None]:
+    """Another process holds the write lock; this one waits for it for 0.2 s."""
+    holder = sqlite3.connect(connection.settings_dict["NAME"])
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        with database_settings(OPTIONS={**connection.settings_dict["OPTIONS"], "timeout": 0.2}):
+            yield
+    finally:
+        holder.close()
+
+
+def not_migrated(tmp_path: Path) -> contextlib.AbstractContextManager[None]:
+    return database_settings(NAME=str(tmp_path / "empty.sqlite3"))
+
+
+def cannot_be_opened(tmp_path: Path) -> contextlib.AbstractContextManager[None]:
+    return database_settings(NAME=str(tmp_path / "no such directory" / "db.sqlite3"))
+
+
+@pytest.mark.django_db(transaction=True)  # the test's own transaction would hold the write lock
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="faults of an SQLite file")
+@pytest.mark.parametrize(
+    ("fault", "says", "never_says"),
+    [
+        (
+            locked_by_another_writer,
+            "The database is locked: another process has been writing to it for longer than the 0.2 s "
+            "this command waits (SQLITE_TIMEOUT). Try again when it is done, or set SQLITE_TIMEOUT to "
+            "wait longer. (database is locked)",
+            "migrate",
+        ),
+        (
+            not_migrated,
+            "The database has no tables yet (no such table: importers_importrun): "
+            "run `python manage.py migrate` first.",
+            "locked",
+        ),
+        (
+            cannot_be_opened,
+            "The database cannot be used (unable to open database file): "
+            "check DATABASE_URL, and that the database is up.",
+            "migrate",
+        ),
+    ],
+    ids=["locked", "not migrated", "cannot be opened"],
+)
+def test_a_database_that_cannot_start_a_run_is_reported_as_locked_unmigrated_or_unusable(
+    tmp_path: Path,
+    fault: Callable[[Path], contextlib.AbstractContextManager[None]],
+    says: str,
+    never_says: str,
+) -> None:
+    with fault(tmp_path), pytest.raises(CommandError) as caught:
+        import_wikidata("Q1022")
+    assert str(caught.value) == says
+    assert never_says not in str(caught.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -16,7 +17,7 @@ from typing import IO, Any, NoReturn, cast
 from celery import current_app
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.db.models import Max
 from django.db.models.functions import Length
 from rich.console import Console
@@ -25,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from core.database import UNAVAILABLE, patiently
 from core.exceptions import EnqueueFailed
 from core.sender import in_process, runs_in_process
-from importers.entity_ids import InvalidEntityId, SourcedId, normalize, read_ids
+from importers.entity_ids import InvalidEntityId, SourcedId, read_ids
 from importers.fetch import MAX_BATCH
 from importers.importers import WikidataImporter, chunked
 from importers.models import ImportRun
@@ -42,6 +43,8 @@ NO_WORKER_HINT = (
     "`celery -A config.celery_app worker --queues celery,{queue}` (see Running workers in the README)."
 )
 NO_OUTCOME_HELP = "its task ended without recording one (see the worker's log)"
+# How long sqlite3 waits for another writer when the settings do not say.
+SQLITE_DEFAULT_TIMEOUT = 5.0
 
 
 class Command(BaseCommand):
@@ -96,12 +99,15 @@ class Command(BaseCommand):
         self.summarize(run)
 
     def start_run(self) -> ImportRun:
+        """Create the run: the command's first write to the database.
+
+        Raises:
+            CommandError: the database is locked, has no tables yet, or cannot be used; says which.
+        """
         try:
             return ImportRun.objects.create()
         except DatabaseError as error:
-            raise CommandError(
-                f"The database is not ready ({error}): run `python manage.py migrate` first."
-            ) from None
+            raise CommandError(database_problem(error)) from None
 
     def send(self, run: ImportRun, source: list[SourcedId] | Path, valid: int, batch_size: int) -> None:
         """Send (or run here) a task for each id, once, and keep how many were sent in ``run``.
@@ -146,9 +152,15 @@ class Command(BaseCommand):
                 raise CommandError("Give at least one id, e.g. `import_wikidata Q1022`, or --file PATH.")
             return [SourcedId(raw, f"argument {number}") for number, raw in enumerate(ids, start=1)]
         if path == "-":
-            # Standard input can be read only once; the ids are checked before any is sent.
-            spool = stack.enter_context(tempfile.NamedTemporaryFile("w+", suffix=".ids"))  # noqa: SIM115
-            shutil.copyfileobj(sys.stdin, spool)
+            # Standard input can be read only once; the ids are checked before any is sent. Its
+            # bytes are copied as they are: read_ids decodes them, line by line.
+            spool = stack.enter_context(tempfile.NamedTemporaryFile("w+b", suffix=".ids"))  # noqa: SIM115
+            stdin = getattr(sys.stdin, "buffer", None)
+            if stdin is not None:
+                shutil.copyfileobj(stdin, spool)
+            else:  # a text stream without bytes beneath, as tests put in its place
+                for text in iter(lambda: sys.stdin.read(1 << 16), ""):
+                    spool.write(text.encode("utf-8", "surrogateescape"))
             spool.flush()
             return Path(spool.name)
         if not Path(path).is_file():
@@ -159,7 +171,7 @@ class Command(BaseCommand):
         if isinstance(source, list):
             yield from source
             return
-        with source.open(encoding="utf-8") as file:
+        with source.open("rb") as file:
             yield from read_ids(file)
 
     def check_ids(self, source: list[SourcedId] | Path, skip_invalid: bool) -> int:
@@ -168,22 +180,29 @@ class Command(BaseCommand):
         Raises:
             CommandError: an id is invalid (and not ``skip_invalid``), or there is no valid id.
         """
-        valid, invalid = 0, []
+        valid = invalid = 0
+        listed: list[str] = []  # the first MAX_LISTED invalid ones, with where they are
         for sourced in self.sourced_ids(source):
             try:
-                normalize(sourced.raw)
+                sourced.normalized()
                 valid += 1
             except InvalidEntityId as error:
-                invalid.append(f"  {sourced.origin}: {error}")
+                invalid += 1
+                # A junk file has millions of invalid lines: the first few say what is wrong.
+                if len(listed) < MAX_LISTED:
+                    listed.append(f"  {sourced.origin}: {error}")
         if invalid:
-            listing = "\n".join(invalid)
+            if invalid > len(listed):
+                listed.append(f"  ... and {invalid - len(listed)} more")
+            listing = "\n".join(listed)
+            noun = "id" if invalid == 1 else "ids"
             if not skip_invalid:
                 raise CommandError(
-                    f"{len(invalid)} invalid ids; nothing was imported "
+                    f"{invalid} invalid {noun}; nothing was imported "
                     f"(--skip-invalid imports the rest):\n{listing}"
                 )
             if self.verbosity >= 1:
-                self.stderr.write(f"Skipping {len(invalid)} invalid ids:\n{listing}")
+                self.stderr.write(f"Skipping {invalid} invalid {noun}:\n{listing}")
         if not valid:
             raise CommandError("No valid ids to import.")
         return valid
@@ -192,7 +211,7 @@ class Command(BaseCommand):
         """Yield each valid id of ``source``, normalized, with where it came from."""
         for sourced in self.sourced_ids(source):
             try:
-                yield normalize(sourced.raw), sourced.origin
+                yield sourced.normalized(), sourced.origin
             except InvalidEntityId:
                 continue  # listed by check_ids already
 
@@ -298,6 +317,34 @@ def batch_size(text: str) -> int:
     if not 1 <= value <= MAX_BATCH:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {MAX_BATCH}")
     return value
+
+
+def database_problem(error: DatabaseError) -> str:
+    """Return what went wrong with the database, in words an operator can act on.
+
+    A locked database is not one that needs migrating: SQLite answers "database is locked" once
+    another process has held its write lock for longer than the connection's timeout.
+    """
+    if _is_locked(error):
+        timeout = connection.settings_dict["OPTIONS"].get("timeout", SQLITE_DEFAULT_TIMEOUT)
+        return (
+            f"The database is locked: another process has been writing to it for longer than the "
+            f"{timeout:g} s this command waits (SQLITE_TIMEOUT). Try again when it is done, or set "
+            f"SQLITE_TIMEOUT to wait longer. ({error})"
+        )
+    try:
+        migrated = ImportRun._meta.db_table in connection.introspection.table_names()
+    except DatabaseError:
+        migrated = True  # cannot even list the tables: not a matter of migrations
+    if not migrated:
+        return f"The database has no tables yet ({error}): run `python manage.py migrate` first."
+    return f"The database cannot be used ({error}): check DATABASE_URL, and that the database is up."
+
+
+def _is_locked(error: DatabaseError) -> bool:
+    # sqlite3 gives the error's code (an extended code: the primary one is its low byte).
+    code = getattr(error.__cause__, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def seconds(text: str) -> float:
