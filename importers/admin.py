@@ -1,42 +1,320 @@
-"""Browse imported entities, redirects, runs and outcomes in the Django admin."""
+"""Browse imported entities, redirects, runs and outcomes in the Django admin.
 
+Every page reads a bounded number of rows whatever the tables hold: no list loads a document
+(``data``, up to hundreds of kilobytes each), a foreign key to an entity is an autocomplete rather
+than a ``<select>`` of every entity, and a run's outcomes are the outcome list filtered by run,
+paginated, rather than an inline of thousands of rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.db import models
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from django.utils.safestring import SafeString, mark_safe
 
-from .models import ImportOutcome, ImportRun, RunOutcome, WikidataEntity, WikidataRedirect
+from .jsoncodec import dumps
+from .models import ImportOutcome, ImportRun, RunOutcome, Status, WikidataEntity, WikidataRedirect
+
+# Wikidata's namespace of each kind of id; items live in the main namespace.
+NAMESPACES = {"P": "Property:", "L": "Lexeme:"}
+# How much of a folded entry its summary shows.
+PREVIEW_CHARS = 100
+# The status filter's value for the ids of a run that have no outcome yet (stored as "").
+NO_OUTCOME = "none"
+
+
+def wikidata_url(wikidata_id: str) -> str:
+    """Return the address of the entity's page on the Wikidata that ``WIKIDATA_BASE_URL`` names."""
+    namespace = NAMESPACES.get(wikidata_id[:1], "")
+    return f"{settings.WIKIDATA_BASE_URL.rstrip('/')}/wiki/{namespace}{wikidata_id}"
+
+
+def run_outcomes_url(run_id: int, **filters: str) -> str:
+    """Return the address of the list of a run's outcomes, with ``filters`` (``status="failed"``)."""
+    query = urlencode({"run": str(run_id), **filters})
+    return f"{reverse('admin:importers_runoutcome_changelist')}?{query}"
+
+
+def _size(encoded: bytes) -> str:
+    return f"{len(encoded) / 1024:,.0f} KB" if len(encoded) >= 1024 else f"{len(encoded)} bytes"
+
+
+def _count(value: list[Any] | dict[str, Any]) -> str:
+    noun = "key" if isinstance(value, dict) else "item"
+    return f"{len(value):,} {noun}{'' if len(value) == 1 else 's'}"
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _preview(value: Any) -> str:
+    text = dumps(value).decode()
+    return text if len(text) <= PREVIEW_CHARS else f"{text[:PREVIEW_CHARS]}…"
+
+
+def _entries(value: list[Any] | dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        yield from ((json.dumps(key, ensure_ascii=False), item) for key, item in value.items())
+    else:
+        yield from ((f"[{index}]", item) for index, item in enumerate(value))
+
+
+def _folded(name: str, value: list[Any] | dict[str, Any]) -> SafeString:
+    """A top-level key's ``<details>``: its size, then one folded ``<details>`` per entry."""
+    entries = format_html_join(
+        "",
+        '<details class="document-entry"><summary>{}: <span class="document-size">{}</span>'
+        '<span class="document-preview">{}</span></summary>'
+        '<pre class="document-value">{}</pre></details>',
+        (
+            (
+                entry,
+                f"{_count(item)} " if isinstance(item, dict | list) else "",
+                _preview(item),
+                _pretty(item),
+            )
+            for entry, item in _entries(value)
+        ),
+    )
+    return format_html(
+        '<details class="document-key"><summary>{}: <span class="document-size">{}, {}</span></summary>'
+        "{}</details>",
+        name,
+        _count(value),
+        _size(dumps(value)),
+        entries,
+    )
+
+
+def document_html(document: Mapping[str, Any]) -> SafeString:
+    """Return the document as HTML, pretty-printed and folded, for a person to read.
+
+    A top-level key holding a non-empty object or array is a closed ``<details>`` whose summary
+    gives its size; inside, each entry (a language, a property, a site) is another closed
+    ``<details>`` whose summary shows the start of its value, holding the value pretty-printed.
+    Other top-level keys are one line each. Folding needs no script: the ``<details>`` element does
+    it; two buttons unfold or fold everything at once with importers/document.js.
+    """
+    parts = []
+    for key, value in document.items():
+        name = json.dumps(key, ensure_ascii=False)
+        if isinstance(value, dict | list) and value:
+            parts.append(_folded(name, value))
+        else:
+            parts.append(format_html('<div class="document-line">{}: {}</div>', name, _pretty(value)))
+    return format_html(
+        '<div class="wikidata-document"><p class="document-tools">'
+        '<button type="button" class="button" data-fold="open">Unfold all</button> '
+        '<button type="button" class="button" data-fold="close">Fold all</button></p>{}</div>',
+        mark_safe("".join(parts)),  # every part was built by format_html
+    )
+
+
+class EntityAutocompleteAdmin(admin.ModelAdmin):
+    """An admin whose foreign keys to entities are autocompleted without loading their documents.
+
+    The autocomplete widget shows the selected entity by reading it through the form field's
+    queryset, and the form validates a choice through it too: deferring ``data`` there keeps a
+    400 KB document out of an edit page that shows only the entity's id and label.
+    """
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.related_model is WikidataEntity:
+            kwargs.setdefault("queryset", WikidataEntity.objects.defer("data"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(WikidataEntity)
 class WikidataEntityAdmin(admin.ModelAdmin):
-    list_display = ("wikidata_id", "entity_type", "label", "lastrevid", "modified", "fetched_at")
+    """Entities as imported, read-only: an import writes them, so an edit here would be a lie.
+
+    Deleting stays possible for those allowed to.
+    """
+
+    list_display = (
+        "wikidata_id",
+        "entity_type",
+        "label",
+        "description",
+        "lastrevid",
+        "modified",
+        "fetched_at",
+        "on_wikidata",
+    )
     list_filter = ("entity_type",)
-    search_fields = ("wikidata_id", "label")
+    show_full_result_count = False  # a second COUNT of a table that may hold millions
+    search_fields = ("wikidata_id", "label")  # also what the autocomplete of other pages searches
+    ordering = ("wikidata_id",)  # the primary key's index; the autocomplete pages need an order
+    fields = (
+        "wikidata_id",
+        "on_wikidata",
+        "entity_type",
+        "label",
+        "description",
+        "lastrevid",
+        "modified",
+        "fetched_at",
+        "document",
+    )
+    readonly_fields = fields
+
+    class Media:
+        css: ClassVar[dict[str, tuple[str, ...]]] = {"all": ("importers/document.css",)}
+        js = ("importers/document.js",)
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[WikidataEntity]:
+        # Lists and searches never need the document; the entity page reads it when shown.
+        return super().get_queryset(request).defer("data")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WikidataEntity | None = None) -> bool:
+        return False
+
+    @admin.display(description="on Wikidata")
+    def on_wikidata(self, entity: WikidataEntity) -> str:
+        url = wikidata_url(entity.pk)
+        return format_html('<a href="{}" rel="noopener">{}</a>', url, url)
+
+    @admin.display(description="document")
+    def document(self, entity: WikidataEntity) -> str:
+        return document_html(entity.data)
 
 
 @admin.register(WikidataRedirect)
-class WikidataRedirectAdmin(admin.ModelAdmin):
+class WikidataRedirectAdmin(EntityAutocompleteAdmin):
     list_display = ("wikidata_id", "target")
+    list_select_related = ("target",)
     search_fields = ("wikidata_id", "target__wikidata_id")
+    autocomplete_fields = ("target",)
 
-
-@admin.register(ImportOutcome)
-class ImportOutcomeAdmin(admin.ModelAdmin):
-    list_display = ("wikidata_id", "status", "entity", "attempts", "error", "run", "updated_at")
-    list_filter = ("status",)
-    search_fields = ("wikidata_id",)
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[WikidataRedirect]:
+        return super().get_queryset(request).select_related("target").defer("target__data")
 
 
 @admin.register(ImportRun)
 class ImportRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "requested", "finished")
+    """Runs, read-only: a command records them, and ``--wait`` relies on ``requested``."""
 
-    @admin.display(description="with an outcome")
+    list_display = ("id", "created_at", "requested", "finished", "outcomes")
+    fields = ("created_at", "requested", "outcomes_by_status")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[ImportRun]:
+        # A subquery rather than a join and GROUP BY: counted for the rows of one page only,
+        # through the (run, status) index.
+        finished = (
+            RunOutcome.objects.filter(run=models.OuterRef("pk"))
+            .exclude(status="")
+            .order_by()
+            .values("run")
+            .annotate(count=models.Count("pk"))
+            .values("count")
+        )
+        queryset: models.QuerySet[ImportRun] = super().get_queryset(request)
+        return queryset.annotate(
+            finished=Coalesce(models.Subquery(finished), 0, output_field=models.IntegerField())
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ImportRun | None = None) -> bool:
+        return False
+
+    @admin.display(description="with an outcome", ordering="finished")
     def finished(self, run: ImportRun) -> int:
-        return run.finished_now()
+        finished: int = getattr(run, "finished")  # noqa: B009 (an annotation, unknown to type checkers)
+        return finished
+
+    @admin.display(description="outcomes")
+    def outcomes(self, run: ImportRun) -> str:
+        return format_html('<a href="{}">outcomes of run {}</a>', run_outcomes_url(run.pk), run.pk)
+
+    @admin.display(description="outcomes")
+    def outcomes_by_status(self, run: ImportRun) -> str:
+        counts = run.status_counts()
+        waiting = run.requested - sum(counts.values())
+        links = [(run_outcomes_url(run.pk), f"all {run.requested:,} ids")]
+        links += [
+            (run_outcomes_url(run.pk, status=status), f"{status}: {n:,}") for status, n in counts.items()
+        ]
+        if waiting > 0:
+            links.append((run_outcomes_url(run.pk, status=NO_OUTCOME), f"no outcome yet: {waiting:,}"))
+        return format_html_join(" · ", '<a href="{}">{}</a>', links)
+
+
+class RunFilter(admin.SimpleListFilter):
+    """The run whose outcomes are listed: offered only once chosen, since runs are many."""
+
+    title = "run"
+    parameter_name = "run"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        value = self.value()
+        return [(value, f"Run {value}")] if value else []
+
+    def queryset(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"run must be a run's number, not {value!r}")
+        return queryset.filter(run_id=int(value))
+
+
+class RunOutcomeStatusFilter(admin.SimpleListFilter):
+    """The outcome, or none yet: a run's ids wait with an empty status until their task ends."""
+
+    title = "outcome"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [*((status.value, status.value) for status in Status), (NO_OUTCOME, "no outcome yet")]
+
+    def queryset(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.filter(status="" if value == NO_OUTCOME else value)
 
 
 @admin.register(RunOutcome)
-class RunOutcomeAdmin(admin.ModelAdmin):
+class RunOutcomeAdmin(EntityAutocompleteAdmin):
     list_display = ("wikidata_id", "run", "status", "origin", "entity", "attempts", "error", "updated_at")
-    list_filter = ("status",)
+    list_filter = (RunFilter, RunOutcomeStatusFilter)
+    show_full_result_count = False  # every run's outcomes, counted to show one run's
+    list_select_related = ("run", "entity")
     search_fields = ("wikidata_id",)
-    raw_id_fields = ("run", "entity")
+    raw_id_fields = ("run",)
+    autocomplete_fields = ("entity",)
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[RunOutcome]:
+        return super().get_queryset(request).select_related("run", "entity").defer("entity__data")
+
+
+@admin.register(ImportOutcome)
+class ImportOutcomeAdmin(EntityAutocompleteAdmin):
+    list_display = ("wikidata_id", "status", "entity", "attempts", "error", "run", "updated_at")
+    list_filter = ("status",)
+    show_full_result_count = False  # a second COUNT of a table as large as the entities'
+    list_select_related = ("run", "entity")
+    search_fields = ("wikidata_id",)
+    raw_id_fields = ("run",)
+    autocomplete_fields = ("entity",)
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[ImportOutcome]:
+        return super().get_queryset(request).select_related("run", "entity").defer("entity__data")
