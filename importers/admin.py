@@ -1,4 +1,4 @@
-"""Browse imported entities, redirects, runs and outcomes in the Django admin.
+"""Browse imported entities, redirects, runs and outcomes in the Django admin, and send imports from it.
 
 Every page reads a bounded number of rows whatever the tables hold: no list loads a document
 (``data``, up to hundreds of kilobytes each), a foreign key to an entity is an autocomplete rather
@@ -8,24 +8,33 @@ paginated, rather than an inline of thousands of rows.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
+from kombu.exceptions import OperationalError
 
+from core.sender import runs_in_process
+
+from .fetch import MAX_BATCH
+from .importers import WikidataImporter
 from .jsoncodec import dumps
 from .models import ImportOutcome, ImportRun, RunOutcome, Status, WikidataEntity, WikidataRedirect
 
+# The most entities one admin action sends: a run is built in the request, and ten pages of
+# entities is what a person selects by hand; the import_wikidata command takes more.
+MAX_SELECTED = 1000
 # Wikidata's namespace of each kind of id; items live in the main namespace.
 NAMESPACES = {"P": "Property:", "L": "Lexeme:"}
 # How much of a folded entry its summary shows.
@@ -140,7 +149,7 @@ class EntityAutocompleteAdmin(admin.ModelAdmin):
 class WikidataEntityAdmin(admin.ModelAdmin):
     """Entities as imported, read-only: an import writes them, so an edit here would be a lie.
 
-    Deleting stays possible for those allowed to.
+    The actions send imports through ``as_task``; deleting stays possible for those allowed to.
     """
 
     list_display = (
@@ -169,13 +178,14 @@ class WikidataEntityAdmin(admin.ModelAdmin):
         "document",
     )
     readonly_fields = fields
+    actions = ("refresh_selected", "reimport_selected")
 
     class Media:
         css: ClassVar[dict[str, tuple[str, ...]]] = {"all": ("importers/document.css",)}
         js = ("importers/document.js",)
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet[WikidataEntity]:
-        # Lists and searches never need the document; the entity page reads it when shown.
+        # Lists, searches and actions never need the document; the entity page reads it when shown.
         return super().get_queryset(request).defer("data")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -183,6 +193,10 @@ class WikidataEntityAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: WikidataEntity | None = None) -> bool:
         return False
+
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        """Whether the user may send imports: they rewrite entities, so it takes the change permission."""
+        return request.user.has_perm("importers.change_wikidataentity")
 
     @admin.display(description="on Wikidata")
     def on_wikidata(self, entity: WikidataEntity) -> str:
@@ -192,6 +206,96 @@ class WikidataEntityAdmin(admin.ModelAdmin):
     @admin.display(description="document")
     def document(self, entity: WikidataEntity) -> str:
         return document_html(entity.data)
+
+    @admin.action(
+        description="Refresh selected entities (store those whose revision changed)", permissions=["import"]
+    )
+    def refresh_selected(self, request: HttpRequest, queryset: models.QuerySet[WikidataEntity]) -> None:
+        """Import the selected entities again; an entity whose revision is stored ends ``unchanged``.
+
+        Each is fetched whole: whether its revision changed is known only from the document.
+        """
+        self._send_imports(request, queryset, "refresh", forget_revisions=False)
+
+    @admin.action(
+        description="Re-import selected entities (rewrite them even when unchanged)", permissions=["import"]
+    )
+    def reimport_selected(self, request: HttpRequest, queryset: models.QuerySet[WikidataEntity]) -> None:
+        """Import the selected entities again and rewrite them, label and description recomputed.
+
+        The storage rewrites a document whose revision differs from the stored one, so the stored
+        revisions are forgotten first (and put back if nothing could be sent).
+        """
+        self._send_imports(request, queryset, "re-import", forget_revisions=True)
+
+    def _send_imports(
+        self,
+        request: HttpRequest,
+        queryset: models.QuerySet[WikidataEntity],
+        verb: str,
+        *,
+        forget_revisions: bool,
+    ) -> None:
+        """Record a run of the selected ids, and send it once the request's transaction commits."""
+        ids = list(queryset.order_by("pk").values_list("pk", flat=True)[: MAX_SELECTED + 1])
+        if len(ids) > MAX_SELECTED:
+            self.message_user(
+                request,
+                f"Select at most {MAX_SELECTED:,} entities to {verb} at once; "
+                "`manage.py import_wikidata --file` takes any number.",
+                messages.ERROR,
+            )
+            return
+        run = ImportRun.objects.create()
+        run.request((wikidata_id, f"admin {verb}") for wikidata_id in ids)
+        run.set_requested(len(ids))
+        revisions: dict[str, int | None] = {}
+        if forget_revisions:
+            selected = WikidataEntity.objects.filter(pk__in=ids)
+            revisions = dict(selected.values_list("pk", "lastrevid"))
+            selected.update(lastrevid=None)
+        # A worker must find the run: send after the commit, where a broker failure can still
+        # be told apart and undone (as_task would defer the send itself, but then raise after it).
+        transaction.on_commit(functools.partial(self._send_run, request, run, ids, verb, revisions))
+
+    def _send_run(
+        self,
+        request: HttpRequest,
+        run: ImportRun,
+        ids: list[str],
+        verb: str,
+        revisions: dict[str, int | None],
+    ) -> None:
+        """Send the run's ids, and say where to follow them; withdraw the run if the broker is down."""
+        here = runs_in_process()
+        try:
+            WikidataImporter().import_bulk.as_task(wikidata_ids=ids, run_id=run.pk, batch_size=MAX_BATCH)
+        except OperationalError as error:
+            run.withdraw_after(0)
+            run.set_requested(0)
+            WikidataEntity.objects.bulk_update(
+                [WikidataEntity(pk=pk, lastrevid=revision) for pk, revision in revisions.items()],
+                ["lastrevid"],
+            )
+            self.message_user(
+                request, f"Nothing was sent: the broker could not be reached ({error}).", messages.ERROR
+            )
+            return
+        noun = "entity" if len(ids) == 1 else "entities"
+        done = "ran here" if here else "was sent to the workers"
+        self.message_user(
+            request,
+            format_html(
+                'The {} of {} {} {} as <a href="{}">{}</a>.',
+                verb,
+                len(ids),
+                noun,
+                done,
+                run_outcomes_url(run.pk),
+                f"run {run.pk}",
+            ),
+            messages.SUCCESS,
+        )
 
 
 @admin.register(WikidataRedirect)
@@ -207,7 +311,7 @@ class WikidataRedirectAdmin(EntityAutocompleteAdmin):
 
 @admin.register(ImportRun)
 class ImportRunAdmin(admin.ModelAdmin):
-    """Runs, read-only: a command records them, and ``--wait`` relies on ``requested``."""
+    """Runs, read-only: a command or an action records them, and ``--wait`` relies on ``requested``."""
 
     list_display = ("id", "created_at", "requested", "finished", "outcomes")
     fields = ("created_at", "requested", "outcomes_by_status")

@@ -8,14 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.contrib.staticfiles import finders
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
-from importers.admin import document_html, run_outcomes_url, wikidata_url
+from core.sender import TaskSender
+from importers.admin import MAX_SELECTED, document_html, run_outcomes_url, wikidata_url
+from importers.importers import WikidataImporter
 from importers.models import (
     ImportOutcome,
     ImportRun,
@@ -24,6 +28,10 @@ from importers.models import (
     WikidataEntity,
     WikidataRedirect,
 )
+from tests.importers.entities import STUTTGART
+from tests.support.waiting import wait_until
+from tests.support.wikidata_server import StandInWikidata
+from tests.support.workers import CeleryWorker
 
 pytestmark = pytest.mark.django_db
 
@@ -339,3 +347,115 @@ def test_the_documents_script_and_style_are_a_few_kilobytes_found_by_staticfiles
         assert path, f"{name} is not found by the static files finders"
         sizes[name] = Path(path).stat().st_size
     assert sum(sizes.values()) < 4096, sizes
+
+
+# The actions: they commit a run, then send it, so their tests commit too.
+actions = pytest.mark.django_db(transaction=True)
+
+
+def act(client: Client, action: str, ids: list[str], **extra: str) -> str:
+    """Run an admin action on the entities ``ids``; return the text of the page it leads to."""
+    data = {"action": action, "_selected_action": ids, **extra}
+    response = client.post(changelist("wikidataentity"), data, follow=True)
+    assert response.status_code == 200
+    return str(response.text)
+
+
+@pytest.fixture
+def imported(served: StandInWikidata) -> StandInWikidata:
+    """Stuttgart and Ada Lovelace imported, and served unchanged."""
+    importer = WikidataImporter()
+    assert importer.import_single("Q1022") == importer.import_single("Q7259") == Status.IMPORTED
+    return served
+
+
+@actions
+def test_refreshing_entities_whose_revision_is_stored_leaves_them_unchanged(
+    admin_client: Client, imported: StandInWikidata
+) -> None:
+    page = act(admin_client, "refresh_selected", ["Q1022", "Q7259"])
+    run = ImportRun.objects.get()
+    assert (
+        f'The refresh of 2 entities ran here as <a href="{run_outcomes_url(run.pk)}">run {run.pk}</a>.'
+        in page
+    )
+    assert dict(run.outcomes.values_list("wikidata_id", "status")) == {
+        "Q1022": "unchanged",
+        "Q7259": "unchanged",
+    }
+    assert list(run.outcomes.values_list("origin", flat=True)) == ["admin refresh", "admin refresh"]
+    assert run.requested == 2
+
+
+@actions
+def test_refreshing_an_entity_that_changed_on_wikidata_stores_the_new_revision(
+    admin_client: Client, imported: StandInWikidata
+) -> None:
+    imported.add_entity({**STUTTGART, "lastrevid": STUTTGART["lastrevid"] + 1, "labels": {}})
+    act(admin_client, "refresh_selected", ["Q1022"])
+    assert ImportRun.objects.get().outcomes.get().status == "imported"
+    assert WikidataEntity.objects.get(pk="Q1022").lastrevid == STUTTGART["lastrevid"] + 1
+
+
+@actions
+def test_reimporting_rewrites_an_unchanged_entity_relabelled_in_the_configured_language(
+    admin_client: Client, imported: StandInWikidata, settings: Any
+) -> None:
+    settings.WIKIDATA_LANGUAGE = "de"
+    page = act(admin_client, "reimport_selected", ["Q1022"])
+    assert "The re-import of 1 entity ran here as" in page
+    assert ImportRun.objects.get().outcomes.get().status == "imported"
+    entity = WikidataEntity.objects.get(pk="Q1022")
+    assert (entity.label, entity.lastrevid) == ("Stuttgart (de)", STUTTGART["lastrevid"])
+    assert WikidataEntity.objects.get(pk="Q7259").label == "Ada Lovelace"  # not selected
+
+
+@actions
+def test_an_action_on_more_entities_than_it_takes_sends_nothing(admin_client: Client) -> None:
+    add_entities(range(1, MAX_SELECTED + 2))
+    page = act(admin_client, "refresh_selected", ["Q1"], select_across="1")
+    assert "Select at most 1,000 entities to refresh at once" in page
+    assert not ImportRun.objects.exists()
+
+
+@actions
+def test_with_the_broker_down_an_action_sends_nothing_and_leaves_the_entities_as_they_were(
+    admin_client: Client, imported: StandInWikidata, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(TaskSender, "apply_async", unreachable)
+    page = act(admin_client, "reimport_selected", ["Q1022"])
+    assert "Nothing was sent: the broker could not be reached (Error 111 connecting" in page
+    run = ImportRun.objects.get()
+    assert (run.requested, run.outcomes.count()) == (0, 0)
+    assert WikidataEntity.objects.get(pk="Q1022").lastrevid == STUTTGART["lastrevid"]
+
+
+@actions
+def test_a_user_who_may_only_view_entities_is_offered_no_import_action(imported: StandInWikidata) -> None:
+    viewer = User.objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_wikidataentity"))
+    client = Client()
+    client.force_login(viewer)
+    page = client.get(changelist("wikidataentity")).text
+    assert "refresh_selected" not in page
+    act(client, "refresh_selected", ["Q1022"])
+    assert not ImportRun.objects.exists()
+
+
+@actions
+def test_with_workers_an_action_sends_the_run_to_them(
+    admin_client: Client, imported: StandInWikidata, live: CeleryWorker, published: list[dict[str, Any]]
+) -> None:
+    page = act(admin_client, "refresh_selected", ["Q1022", "Q7259"])
+    run = ImportRun.objects.get()
+    assert "The refresh of 2 entities was sent to the workers as <a href" in page
+    sent = {"wikidata_ids": ["Q1022", "Q7259"], "run_id": run.pk, "batch_size": 50}
+    assert [message["body"][0] for message in published] == [("WikidataImporter", "import_bulk", [], sent)]
+    wait_until(lambda: run.finished_now() == 2, why=live.log_tail)
+    assert dict(run.outcomes.values_list("wikidata_id", "status")) == {
+        "Q1022": "unchanged",
+        "Q7259": "unchanged",
+    }
