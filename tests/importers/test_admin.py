@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.contrib.staticfiles import finders
+from django.core.management import call_command
 from django.db import connection
+from django.templatetags.static import static
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -459,3 +461,25 @@ def test_with_workers_an_action_sends_the_run_to_them(
         "Q1022": "unchanged",
         "Q7259": "unchanged",
     }
+
+
+def test_in_production_whitenoise_serves_the_documents_style_and_script_cache_busted(
+    settings: Any, tmp_path: Path
+) -> None:
+    settings.STATIC_ROOT = tmp_path
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    settings.MIDDLEWARE = ["whitenoise.middleware.WhiteNoiseMiddleware", *settings.MIDDLEWARE]
+    call_command("collectstatic", "--noinput", verbosity=0)
+    client = Client()
+    for name, hashed in (
+        ("importers/document.css", r"/static/importers/document\.[0-9a-f]{12}\.css"),
+        ("importers/document.js", r"/static/importers/document\.[0-9a-f]{12}\.js"),
+    ):
+        url = static(name)
+        assert re.fullmatch(hashed, url), url
+        response = client.get(url)
+        assert response.status_code == 200
+        assert "immutable" in response["Cache-Control"]
