@@ -1,42 +1,424 @@
-"""Browse imported entities, redirects, runs and outcomes in the Django admin."""
+"""Browse imported entities, redirects, runs and outcomes in the Django admin, and send imports from it.
 
-from django.contrib import admin
+Every page reads a bounded number of rows whatever the tables hold: no list loads a document
+(``data``, up to hundreds of kilobytes each), a foreign key to an entity is an autocomplete rather
+than a ``<select>`` of every entity, and a run's outcomes are the outcome list filtered by run,
+paginated, rather than an inline of thousands of rows.
+"""
 
-from .models import ImportOutcome, ImportRun, RunOutcome, WikidataEntity, WikidataRedirect
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.db import models, transaction
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from django.utils.safestring import SafeString, mark_safe
+from kombu.exceptions import OperationalError
+
+from core.sender import runs_in_process
+
+from .fetch import MAX_BATCH
+from .importers import WikidataImporter
+from .jsoncodec import dumps
+from .models import ImportOutcome, ImportRun, RunOutcome, Status, WikidataEntity, WikidataRedirect
+
+# The most entities one admin action sends: a run is built in the request, and ten pages of
+# entities is what a person selects by hand; the import_wikidata command takes more.
+MAX_SELECTED = 1000
+# Wikidata's namespace of each kind of id; items live in the main namespace.
+NAMESPACES = {"P": "Property:", "L": "Lexeme:"}
+# How much of a folded entry its summary shows.
+PREVIEW_CHARS = 100
+# The status filter's value for the ids of a run that have no outcome yet (stored as "").
+NO_OUTCOME = "none"
+
+
+def wikidata_url(wikidata_id: str) -> str:
+    """Return the address of the entity's page on the Wikidata that ``WIKIDATA_BASE_URL`` names."""
+    namespace = NAMESPACES.get(wikidata_id[:1], "")
+    return f"{settings.WIKIDATA_BASE_URL.rstrip('/')}/wiki/{namespace}{wikidata_id}"
+
+
+def run_outcomes_url(run_id: int, **filters: str) -> str:
+    """Return the address of the list of a run's outcomes, with ``filters`` (``status="failed"``)."""
+    query = urlencode({"run": str(run_id), **filters})
+    return f"{reverse('admin:importers_runoutcome_changelist')}?{query}"
+
+
+def _size(encoded: bytes) -> str:
+    return f"{len(encoded) / 1024:,.0f} KB" if len(encoded) >= 1024 else f"{len(encoded)} bytes"
+
+
+def _count(value: list[Any] | dict[str, Any]) -> str:
+    noun = "key" if isinstance(value, dict) else "item"
+    return f"{len(value):,} {noun}{'' if len(value) == 1 else 's'}"
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _preview(value: Any) -> str:
+    text = dumps(value).decode()
+    return text if len(text) <= PREVIEW_CHARS else f"{text[:PREVIEW_CHARS]}…"
+
+
+def _entries(value: list[Any] | dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        yield from ((json.dumps(key, ensure_ascii=False), item) for key, item in value.items())
+    else:
+        yield from ((f"[{index}]", item) for index, item in enumerate(value))
+
+
+def _folded(name: str, value: list[Any] | dict[str, Any]) -> SafeString:
+    """A top-level key's ``<details>``: its size, then one folded ``<details>`` per entry."""
+    entries = format_html_join(
+        "",
+        '<details class="document-entry"><summary>{}: <span class="document-size">{}</span>'
+        '<span class="document-preview">{}</span></summary>'
+        '<pre class="document-value">{}</pre></details>',
+        (
+            (
+                entry,
+                f"{_count(item)} " if isinstance(item, dict | list) else "",
+                _preview(item),
+                _pretty(item),
+            )
+            for entry, item in _entries(value)
+        ),
+    )
+    return format_html(
+        '<details class="document-key"><summary>{}: <span class="document-size">{}, {}</span></summary>'
+        "{}</details>",
+        name,
+        _count(value),
+        _size(dumps(value)),
+        entries,
+    )
+
+
+def document_html(document: Mapping[str, Any]) -> SafeString:
+    """Return the document as HTML, pretty-printed and folded, for a person to read.
+
+    A top-level key holding a non-empty object or array is a closed ``<details>`` whose summary
+    gives its size; inside, each entry (a language, a property, a site) is another closed
+    ``<details>`` whose summary shows the start of its value, holding the value pretty-printed.
+    Other top-level keys are one line each. Folding needs no script: the ``<details>`` element does
+    it; two buttons unfold or fold everything at once with importers/document.js.
+    """
+    parts = []
+    for key, value in document.items():
+        name = json.dumps(key, ensure_ascii=False)
+        if isinstance(value, dict | list) and value:
+            parts.append(_folded(name, value))
+        else:
+            parts.append(format_html('<div class="document-line">{}: {}</div>', name, _pretty(value)))
+    return format_html(
+        '<div class="wikidata-document"><p class="document-tools">'
+        '<button type="button" class="button" data-fold="open">Unfold all</button> '
+        '<button type="button" class="button" data-fold="close">Fold all</button></p>{}</div>',
+        mark_safe("".join(parts)),  # every part was built by format_html
+    )
+
+
+class EntityAutocompleteAdmin(admin.ModelAdmin):
+    """An admin whose foreign keys to entities are autocompleted without loading their documents.
+
+    The autocomplete widget shows the selected entity by reading it through the form field's
+    queryset, and the form validates a choice through it too: deferring ``data`` there keeps a
+    400 KB document out of an edit page that shows only the entity's id and label.
+    """
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.related_model is WikidataEntity:
+            kwargs.setdefault("queryset", WikidataEntity.objects.defer("data"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(WikidataEntity)
 class WikidataEntityAdmin(admin.ModelAdmin):
-    list_display = ("wikidata_id", "entity_type", "label", "lastrevid", "modified", "fetched_at")
+    """Entities as imported, read-only: an import writes them, so an edit here would be a lie.
+
+    The actions send imports through ``as_task``; deleting stays possible for those allowed to.
+    """
+
+    list_display = (
+        "wikidata_id",
+        "entity_type",
+        "label",
+        "description",
+        "lastrevid",
+        "modified",
+        "fetched_at",
+        "on_wikidata",
+    )
     list_filter = ("entity_type",)
-    search_fields = ("wikidata_id", "label")
+    show_full_result_count = False  # a second COUNT of a table that may hold millions
+    search_fields = ("wikidata_id", "label")  # also what the autocomplete of other pages searches
+    ordering = ("wikidata_id",)  # the primary key's index; the autocomplete pages need an order
+    fields = (
+        "wikidata_id",
+        "on_wikidata",
+        "entity_type",
+        "label",
+        "description",
+        "lastrevid",
+        "modified",
+        "fetched_at",
+        "document",
+    )
+    readonly_fields = fields
+    actions = ("refresh_selected", "reimport_selected")
+
+    class Media:
+        css: ClassVar[dict[str, tuple[str, ...]]] = {"all": ("importers/document.css",)}
+        js = ("importers/document.js",)
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[WikidataEntity]:
+        # Lists, searches and actions never need the document; the entity page reads it when shown.
+        return super().get_queryset(request).defer("data")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WikidataEntity | None = None) -> bool:
+        return False
+
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        """Whether the user may send imports: they rewrite entities, so it takes the change permission."""
+        return request.user.has_perm("importers.change_wikidataentity")
+
+    @admin.display(description="on Wikidata")
+    def on_wikidata(self, entity: WikidataEntity) -> str:
+        url = wikidata_url(entity.pk)
+        return format_html('<a href="{}" rel="noopener">{}</a>', url, url)
+
+    @admin.display(description="document")
+    def document(self, entity: WikidataEntity) -> str:
+        return document_html(entity.data)
+
+    @admin.action(
+        description="Refresh selected entities (store those whose revision changed)", permissions=["import"]
+    )
+    def refresh_selected(self, request: HttpRequest, queryset: models.QuerySet[WikidataEntity]) -> None:
+        """Import the selected entities again; an entity whose revision is stored ends ``unchanged``.
+
+        Each is fetched whole: whether its revision changed is known only from the document.
+        """
+        self._send_imports(request, queryset, "refresh", forget_revisions=False)
+
+    @admin.action(
+        description="Re-import selected entities (rewrite them even when unchanged)", permissions=["import"]
+    )
+    def reimport_selected(self, request: HttpRequest, queryset: models.QuerySet[WikidataEntity]) -> None:
+        """Import the selected entities again and rewrite them, label and description recomputed.
+
+        The storage rewrites a document whose revision differs from the stored one, so the stored
+        revisions are forgotten first (and put back if nothing could be sent).
+        """
+        self._send_imports(request, queryset, "re-import", forget_revisions=True)
+
+    def _send_imports(
+        self,
+        request: HttpRequest,
+        queryset: models.QuerySet[WikidataEntity],
+        verb: str,
+        *,
+        forget_revisions: bool,
+    ) -> None:
+        """Record a run of the selected ids, and send it once the request's transaction commits."""
+        ids = list(queryset.order_by("pk").values_list("pk", flat=True)[: MAX_SELECTED + 1])
+        if len(ids) > MAX_SELECTED:
+            self.message_user(
+                request,
+                f"Select at most {MAX_SELECTED:,} entities to {verb} at once; "
+                "`manage.py import_wikidata --file` takes any number.",
+                messages.ERROR,
+            )
+            return
+        run = ImportRun.objects.create()
+        run.request((wikidata_id, f"admin {verb}") for wikidata_id in ids)
+        run.set_requested(len(ids))
+        revisions: dict[str, int | None] = {}
+        if forget_revisions:
+            selected = WikidataEntity.objects.filter(pk__in=ids)
+            revisions = dict(selected.values_list("pk", "lastrevid"))
+            selected.update(lastrevid=None)
+        # A worker must find the run: send after the commit, where a broker failure can still
+        # be told apart and undone (as_task would defer the send itself, but then raise after it).
+        transaction.on_commit(functools.partial(self._send_run, request, run, ids, verb, revisions))
+
+    def _send_run(
+        self,
+        request: HttpRequest,
+        run: ImportRun,
+        ids: list[str],
+        verb: str,
+        revisions: dict[str, int | None],
+    ) -> None:
+        """Send the run's ids, and say where to follow them; withdraw the run if the broker is down."""
+        here = runs_in_process()
+        try:
+            WikidataImporter().import_bulk.as_task(wikidata_ids=ids, run_id=run.pk, batch_size=MAX_BATCH)
+        except OperationalError as error:
+            run.withdraw_after(0)
+            run.set_requested(0)
+            WikidataEntity.objects.bulk_update(
+                [WikidataEntity(pk=pk, lastrevid=revision) for pk, revision in revisions.items()],
+                ["lastrevid"],
+            )
+            self.message_user(
+                request, f"Nothing was sent: the broker could not be reached ({error}).", messages.ERROR
+            )
+            return
+        noun = "entity" if len(ids) == 1 else "entities"
+        done = "ran here" if here else "was sent to the workers"
+        self.message_user(
+            request,
+            format_html(
+                'The {} of {} {} {} as <a href="{}">{}</a>.',
+                verb,
+                len(ids),
+                noun,
+                done,
+                run_outcomes_url(run.pk),
+                f"run {run.pk}",
+            ),
+            messages.SUCCESS,
+        )
 
 
 @admin.register(WikidataRedirect)
-class WikidataRedirectAdmin(admin.ModelAdmin):
+class WikidataRedirectAdmin(EntityAutocompleteAdmin):
     list_display = ("wikidata_id", "target")
+    list_select_related = ("target",)
     search_fields = ("wikidata_id", "target__wikidata_id")
+    autocomplete_fields = ("target",)
 
-
-@admin.register(ImportOutcome)
-class ImportOutcomeAdmin(admin.ModelAdmin):
-    list_display = ("wikidata_id", "status", "entity", "attempts", "error", "run", "updated_at")
-    list_filter = ("status",)
-    search_fields = ("wikidata_id",)
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[WikidataRedirect]:
+        return super().get_queryset(request).select_related("target").defer("target__data")
 
 
 @admin.register(ImportRun)
 class ImportRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "requested", "finished")
+    """Runs, read-only: a command or an action records them, and ``--wait`` relies on ``requested``."""
 
-    @admin.display(description="with an outcome")
+    list_display = ("id", "created_at", "requested", "finished", "outcomes")
+    fields = ("created_at", "requested", "outcomes_by_status")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[ImportRun]:
+        # A subquery rather than a join and GROUP BY: counted for the rows of one page only,
+        # through the (run, status) index.
+        finished = (
+            RunOutcome.objects.filter(run=models.OuterRef("pk"))
+            .exclude(status="")
+            .order_by()
+            .values("run")
+            .annotate(count=models.Count("pk"))
+            .values("count")
+        )
+        queryset: models.QuerySet[ImportRun] = super().get_queryset(request)
+        return queryset.annotate(
+            finished=Coalesce(models.Subquery(finished), 0, output_field=models.IntegerField())
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ImportRun | None = None) -> bool:
+        return False
+
+    @admin.display(description="with an outcome", ordering="finished")
     def finished(self, run: ImportRun) -> int:
-        return run.finished_now()
+        finished: int = getattr(run, "finished")  # noqa: B009 (an annotation, unknown to type checkers)
+        return finished
+
+    @admin.display(description="outcomes")
+    def outcomes(self, run: ImportRun) -> str:
+        return format_html('<a href="{}">outcomes of run {}</a>', run_outcomes_url(run.pk), run.pk)
+
+    @admin.display(description="outcomes")
+    def outcomes_by_status(self, run: ImportRun) -> str:
+        counts = run.status_counts()
+        waiting = run.requested - sum(counts.values())
+        links = [(run_outcomes_url(run.pk), f"all {run.requested:,} ids")]
+        links += [
+            (run_outcomes_url(run.pk, status=status), f"{status}: {n:,}") for status, n in counts.items()
+        ]
+        if waiting > 0:
+            links.append((run_outcomes_url(run.pk, status=NO_OUTCOME), f"no outcome yet: {waiting:,}"))
+        return format_html_join(" · ", '<a href="{}">{}</a>', links)
+
+
+class RunFilter(admin.SimpleListFilter):
+    """The run whose outcomes are listed: offered only once chosen, since runs are many."""
+
+    title = "run"
+    parameter_name = "run"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        value = self.value()
+        return [(value, f"Run {value}")] if value else []
+
+    def queryset(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"run must be a run's number, not {value!r}")
+        return queryset.filter(run_id=int(value))
+
+
+class RunOutcomeStatusFilter(admin.SimpleListFilter):
+    """The outcome, or none yet: a run's ids wait with an empty status until their task ends."""
+
+    title = "outcome"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [*((status.value, status.value) for status in Status), (NO_OUTCOME, "no outcome yet")]
+
+    def queryset(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.filter(status="" if value == NO_OUTCOME else value)
 
 
 @admin.register(RunOutcome)
-class RunOutcomeAdmin(admin.ModelAdmin):
+class RunOutcomeAdmin(EntityAutocompleteAdmin):
     list_display = ("wikidata_id", "run", "status", "origin", "entity", "attempts", "error", "updated_at")
-    list_filter = ("status",)
+    list_filter = (RunFilter, RunOutcomeStatusFilter)
+    show_full_result_count = False  # every run's outcomes, counted to show one run's
+    list_select_related = ("run", "entity")
     search_fields = ("wikidata_id",)
-    raw_id_fields = ("run", "entity")
+    raw_id_fields = ("run",)
+    autocomplete_fields = ("entity",)
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[RunOutcome]:
+        return super().get_queryset(request).select_related("run", "entity").defer("entity__data")
+
+
+@admin.register(ImportOutcome)
+class ImportOutcomeAdmin(EntityAutocompleteAdmin):
+    list_display = ("wikidata_id", "status", "entity", "attempts", "error", "run", "updated_at")
+    list_filter = ("status",)
+    show_full_result_count = False  # a second COUNT of a table as large as the entities'
+    list_select_related = ("run", "entity")
+    search_fields = ("wikidata_id",)
+    raw_id_fields = ("run",)
+    autocomplete_fields = ("entity",)
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[ImportOutcome]:
+        return super().get_queryset(request).select_related("run", "entity").defer("entity__data")
