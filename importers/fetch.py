@@ -52,6 +52,7 @@ __all__ = (
     "FetchFailed",
     "fetch_batch",
     "fetch_entity",
+    "fetch_revisions",
 )
 
 # wbgetentities answers at most this many ids a request (for clients without bot rights).
@@ -169,9 +170,44 @@ def fetch_batch(entity_ids: list[str]) -> Batch:
     Raises:
         FetchFailed: the request failed for good, or the answer is not a usable response.
     """
+    body, attempts = _wbgetentities(entity_ids)
+    return _batch(entity_ids, body, attempts)
+
+
+def fetch_revisions(entity_ids: list[str]) -> dict[str, int | None]:
+    """Return the current revision (``lastrevid``) of up to 50 entities, without their documents.
+
+    One ``wbgetentities`` request with ``props=info``, retried as ``fetch_batch`` is. An id
+    Wikidata does not have, or whose entry has no revision, maps to ``None``; a merged id maps to
+    its target's revision.
+
+    Raises:
+        FetchFailed: the request failed for good, or the answer is not a usable response.
+    """
+    body, attempts = _wbgetentities(entity_ids, props="info")
+    entities = body.get("entities") if isinstance(body, dict) else None
+    if not isinstance(entities, dict):
+        raise FetchFailed("wbgetentities: the response has an unexpected shape (no entities)", attempts)
+    revisions: dict[str, int | None] = {}
+    for entity_id in entity_ids:
+        entry = entities.get(entity_id)
+        revision = entry.get("lastrevid") if isinstance(entry, dict) and "missing" not in entry else None
+        revisions[entity_id] = revision if type(revision) is int else None
+    return revisions
+
+
+def _wbgetentities(entity_ids: list[str], **params: str) -> tuple[Any, int]:
+    """One ``wbgetentities`` request (``maxlag=5``, retried); return its decoded body and the attempts.
+
+    Raises:
+        ValueError: not 1 to 50 ids.
+        FetchFailed: the request failed for good, or the answer is not JSON, or an API error.
+    """
     if not 0 < len(entity_ids) <= MAX_BATCH:
         raise ValueError(f"wbgetentities takes 1 to {MAX_BATCH} ids, not {len(entity_ids)}")
-    query = urllib.parse.urlencode({"action": "wbgetentities", "ids": "|".join(entity_ids), "format": "json"})
+    query = urllib.parse.urlencode(
+        {"action": "wbgetentities", "ids": "|".join(entity_ids), **params, "format": "json"}
+    )
     url = urllib.parse.urljoin(settings.WIKIDATA_BASE_URL, "w/api.php") + f"?{query}&maxlag=5"
     headers = {"User-Agent": settings.WIKIDATA_USER_AGENT}
     attempts = 0
@@ -195,7 +231,7 @@ def fetch_batch(entity_ids: list[str]) -> Batch:
             continue
         if api_error is not None:
             raise FetchFailed(f"wbgetentities: API error {api_error!s:.500}", attempts)
-        return _batch(entity_ids, body, attempts)
+        return body, attempts
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
 

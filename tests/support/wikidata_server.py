@@ -503,6 +503,8 @@ class StandInWikidata:
                     parts[entity_id] = document
                 else:
                     parts[entity_id] = json.dumps(_with_redirect(json.loads(document), entity_id, target))
+        if query.get("props", [""])[-1] == "info":  # the page's facts, not the document
+            parts = {key: json.dumps(_info(json.loads(value))) for key, value in parts.items()}
         entries = ", ".join(f"{json.dumps(key)}: {value}" for key, value in parts.items())
         return f'{{"entities": {{{entries}}}, "success": 1}}'.encode(), {}
 
@@ -517,6 +519,12 @@ def _with_redirect(document: dict[str, Any], from_id: str, to_id: str) -> dict[s
             result["redirects"] = {"from": from_id, "to": to_id}
     result.setdefault("redirects", {"from": from_id, "to": to_id})
     return result
+
+
+def _info(entry: dict[str, Any]) -> dict[str, Any]:
+    """What ``props=info`` keeps of an entry: its page, revision and kind, not its content."""
+    kept = ("pageid", "ns", "title", "lastrevid", "modified", "type", "id", "missing", "redirects")
+    return {key: value for key, value in entry.items() if key in kept}
 
 
 def _api_error(code: str, info: str, **extra: Any) -> tuple[bytes, dict[str, str]]:

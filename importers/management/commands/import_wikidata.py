@@ -52,6 +52,10 @@ class Command(BaseCommand):
     verbosity = 1  # set from --verbosity by handle()
 
     def add_arguments(self, parser: CommandParser) -> None:
+        self.add_id_arguments(parser)
+        self.add_sending_arguments(parser)
+
+    def add_id_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("ids", nargs="*", metavar="ID", help="Entity ids: Q1022, P31, L7, ...")
         parser.add_argument(
             "--file", metavar="PATH", help="Read ids from a file, one a line ('-' for stdin)."
@@ -59,6 +63,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--skip-invalid", action="store_true", help="Import the valid ids even when some are invalid."
         )
+
+    def add_sending_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--wait", action="store_true", help="With a broker: show progress until every id has an outcome."
         )
@@ -87,6 +93,14 @@ class Command(BaseCommand):
             here = runs_in_process()
             run = self.start_run()
             self.send(run, source, valid, options["batch_size"])
+        self.report(run, here, options)
+
+    def report(self, run: ImportRun, here: bool, options: dict[str, Any]) -> None:
+        """Print the outcomes (run here), or what was enqueued and, with ``--wait``, the outcomes.
+
+        Raises:
+            CommandError: an id was not imported, or waiting gave up.
+        """
         if here:
             self.print_outcomes(run)
         else:
