@@ -71,7 +71,7 @@ def test_force_rewrites_an_entity_whose_revision_did_not_change(wikidata: StandI
     refresh("Q2")
     assert WikidataEntity.objects.get(pk="Q2").label == "edited in the admin"  # same revision: kept
     output = refresh("Q2", "--force")
-    assert "Q2  imported  Item 2" in output
+    assert "Q2  imported    Item 2" in output
     assert WikidataEntity.objects.get(pk="Q2").label == "Item 2"
     assert WikidataEntity.objects.get(pk="Q2").lastrevid == 1002
 

@@ -48,7 +48,7 @@ def test_without_wait_the_command_reports_what_it_enqueued(
 def test_sync_runs_in_process_even_with_a_broker(served: StandInWikidata, live: CeleryWorker) -> None:
     received = live.log_text().count("received")
     output = import_wikidata("Q1022", "--sync")
-    assert output.splitlines()[0] == "Q1022  imported  Stuttgart"
+    assert output.splitlines()[0] == "Q1022  imported    Stuttgart"
     assert live.log_text().count("received") == received  # nothing went to the worker
 
 
@@ -81,8 +81,8 @@ def test_with_workers_verbosity_2_lists_each_ids_outcome_after_waiting(
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("Enqueued 2 import tasks for 2 ids")
     assert sorted(lines[1:3]) == [
-        "Q1022  imported  Stuttgart",
-        "Q404   missing   Q404: no such entity (HTTP 404)",
+        "Q1022  imported    Stuttgart",
+        "Q404   missing     Q404: no such entity (HTTP 404)",
     ]
 
 

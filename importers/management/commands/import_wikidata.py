@@ -29,13 +29,14 @@ from core.sender import in_process, runs_in_process
 from importers.entity_ids import InvalidEntityId, SourcedId, read_ids
 from importers.fetch import MAX_BATCH
 from importers.importers import WikidataImporter, chunked
-from importers.models import ImportRun
+from importers.models import ImportRun, RunOutcome, Status
 
 # Listing every failed id is useful up to a point; past it, the admin has the rest.
 MAX_LISTED = 50
 # Ids are added to the run this many at a time, just before they are sent.
 REQUEST_CHUNK = 500
 NO_OUTCOME = "no outcome"
+STATUS_WIDTH = max(len(NO_OUTCOME), *(len(status) for status in Status))
 # With nothing finished after this many seconds, --wait looks for a worker on the queue.
 NO_WORKER_HINT_AFTER = 5.0
 NO_WORKER_HINT = (
@@ -50,6 +51,7 @@ SQLITE_DEFAULT_TIMEOUT = 5.0
 class Command(BaseCommand):
     help = "Import Wikidata entities by id (e.g. Q1022), one Celery task per id."
     verbosity = 1  # set from --verbosity by handle()
+    id_width = 0  # of the longest valid id, for the outcome lines
 
     def add_arguments(self, parser: CommandParser) -> None:
         self.add_id_arguments(parser)
@@ -101,16 +103,14 @@ class Command(BaseCommand):
         Raises:
             CommandError: an id was not imported, or waiting gave up.
         """
-        if here:
-            self.print_outcomes(run)
-        else:
+        if not here:
             self.report_enqueued(run, options["batch_size"])
             if not options["wait"]:
                 return
             self.wait_for(run, run.requested, options["timeout"])
             if self.verbosity >= 2:
                 self.print_outcomes(run)
-        self.summarize(run)
+        self.summarize(run)  # run here, each id's line was printed as it ended
 
     def start_run(self) -> ImportRun:
         """Create the run: the command's first write to the database.
@@ -132,10 +132,11 @@ class Command(BaseCommand):
             CommandError: the broker could not be reached; names the ids that were not sent.
         """
         duplicates = Duplicates()
+        ids = self.requested_ids(run, source, duplicates)
+        if runs_in_process() and self.verbosity >= 1:
+            ids = self.shown_as_they_end(run, ids)
         try:
-            sent = WikidataImporter().import_bulk(
-                self.requested_ids(run, source, duplicates), run_id=run.pk, batch_size=batch_size
-            )
+            sent = WikidataImporter().import_bulk(ids, run_id=run.pk, batch_size=batch_size)
         except EnqueueFailed as error:
             self.report_not_enqueued(run, valid - duplicates.count, error)
         run.set_requested(sent)
@@ -150,6 +151,30 @@ class Command(BaseCommand):
             new, repeated = run.request(chunk)
             duplicates.add(repeated)
             yield from new
+
+    def shown_as_they_end(self, run: ImportRun, ids: Iterator[str]) -> Iterator[str]:
+        """Pass ``ids`` on, printing each id's outcome once it has one (tasks that run here).
+
+        An id is asked for when the task of the ids before it has run; the last ones are printed
+        when ``ids`` is exhausted, with ``no outcome`` for any that has none.
+        """
+        pending: list[str] = []
+        for wikidata_id in ids:
+            pending = self.print_ended(run, pending)
+            yield wikidata_id
+            pending.append(wikidata_id)
+        self.print_ended(run, pending, every=True)
+
+    def print_ended(self, run: ImportRun, ids: list[str], every: bool = False) -> list[str]:
+        """Print the line of each of ``ids`` that has an outcome (``every``: of all); return the others."""
+        if not ids:
+            return ids
+        outcomes = run.outcomes.filter(wikidata_id__in=ids).select_related("entity")
+        ended = {outcome.wikidata_id: outcome for outcome in outcomes if outcome.status or every}
+        for wikidata_id in ids:
+            if wikidata_id in ended:
+                self.stdout.write(outcome_line(ended[wikidata_id], self.id_width))
+        return [wikidata_id for wikidata_id in ids if wikidata_id not in ended]
 
     def report_enqueued(self, run: ImportRun, batch_size: int) -> None:
         if self.verbosity >= 1:
@@ -198,7 +223,7 @@ class Command(BaseCommand):
         listed: list[str] = []  # the first MAX_LISTED invalid ones, with where they are
         for sourced in self.sourced_ids(source):
             try:
-                sourced.normalized()
+                self.id_width = max(self.id_width, len(sourced.normalized()))
                 valid += 1
             except InvalidEntityId as error:
                 invalid += 1
@@ -245,16 +270,9 @@ class Command(BaseCommand):
         if self.verbosity < 1:
             return
         outcomes = run.outcomes.select_related("entity").order_by("updated_at", "pk")
-        widths = outcomes.aggregate(id=Max(Length("wikidata_id")), status=Max(Length("status")))
-        status_width = widths["status"] or 0
-        if outcomes.filter(status="").exists():
-            status_width = max(status_width, len(NO_OUTCOME))
+        id_width = outcomes.aggregate(width=Max(Length("wikidata_id")))["width"] or 0
         for outcome in outcomes.iterator():
-            label = outcome.entity.label if outcome.entity else outcome.error
-            status = outcome.status or NO_OUTCOME
-            self.stdout.write(
-                f"{outcome.wikidata_id:<{widths['id']}}  {status:<{status_width}}  {label}".rstrip()
-            )
+            self.stdout.write(outcome_line(outcome, id_width))
 
     def wait_for(self, run: ImportRun, sent: int, timeout: float | None = None) -> None:
         """Show a progress bar until every id of ``run`` has an outcome.
@@ -320,6 +338,14 @@ class Command(BaseCommand):
             lines.append(f"  ... and {count - MAX_LISTED} more (see the admin's run outcomes).")
         noun = "id was" if count == 1 else "ids were"
         raise CommandError(f"{count} {noun} not imported:\n" + "\n".join(lines))
+
+
+def outcome_line(outcome: RunOutcome, id_width: int) -> str:
+    """An id, its outcome and the entity's label (or the error), in columns."""
+    label = outcome.entity.label if outcome.entity else outcome.error
+    return (
+        f"{outcome.wikidata_id:<{id_width}}  {outcome.status or NO_OUTCOME:<{STATUS_WIDTH}}  {label}".rstrip()
+    )
 
 
 def batch_size(text: str) -> int:

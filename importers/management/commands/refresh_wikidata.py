@@ -74,6 +74,7 @@ class Command(ImportCommand):
                 for chunk in chunked(stale, 500):
                     WikidataEntity.objects.filter(pk__in=chunk).update(lastrevid=None)
             run = self.start_run()
+            self.id_width = max(map(len, stale))
             source = [SourcedId(wikidata_id, "stored entity") for wikidata_id in stale]
             self.send(run, source, len(source), options["batch_size"])
         self.report(run, here, options)
