@@ -1,0 +1,50 @@
+"""The bounds on what a task message may carry and ask for, read from the settings and checked.
+
+The sender checks them before anything is sent; a worker checks them again, since anything with
+access to the broker can publish a message. ``settings.IMPORTER_MAX_ARGUMENT_DEPTH`` and
+``IMPORTER_MAX_MESSAGE_BYTES`` set them; each accessor refuses a value outside the range it is
+safe in.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+__all__ = (
+    "ENVELOPE_BYTES",
+    "max_argument_depth",
+    "max_message_bytes",
+)
+
+#: The room a message's own parts take around its arguments: the importer's and method's names,
+#: Celery's fields, and the signatures a chain or chord carries along. Arguments get the rest.
+ENVELOPE_BYTES = 4096
+# A worker's main process pickles a message's decoded arguments for its pool; Python's stack
+# gives out at about 485 levels, and the pool's own frames need their share.
+_DEEPEST_ARGUMENT = 100
+
+
+def _bounded(name: str, low: int, high: float) -> int:
+    value = getattr(settings, name)
+    if type(value) is not int or not low <= value <= high:
+        raise ImproperlyConfigured(f"{name} must be an int from {low} to {high}, not {value!r}")
+    return value
+
+
+def max_argument_depth() -> int:
+    """How deep an argument may nest: ``[[1]]`` is two levels (a tuple, set or dict is one, too).
+
+    Raises:
+        ImproperlyConfigured: ``IMPORTER_MAX_ARGUMENT_DEPTH`` is not an int from 1 to 100.
+    """
+    return _bounded("IMPORTER_MAX_ARGUMENT_DEPTH", 1, _DEEPEST_ARGUMENT)
+
+
+def max_message_bytes() -> int:
+    """How long a message body may be, in bytes of JSON; a worker refuses a longer one unread.
+
+    Raises:
+        ImproperlyConfigured: ``IMPORTER_MAX_MESSAGE_BYTES`` is not an int from 64 KiB to 64 MiB.
+    """
+    return _bounded("IMPORTER_MAX_MESSAGE_BYTES", 64 * 1024, 64 * 1024 * 1024)
