@@ -13,13 +13,18 @@ from django.core.exceptions import ImproperlyConfigured
 
 __all__ = (
     "ENVELOPE_BYTES",
+    "ENVELOPE_DEPTH",
     "max_argument_depth",
     "max_message_bytes",
+    "max_message_depth",
 )
 
 #: The room a message's own parts take around its arguments: the importer's and method's names,
 #: Celery's fields, and the signatures a chain or chord carries along. Arguments get the rest.
 ENVELOPE_BYTES = 4096
+#: The levels a message nests around an argument: the body, the method caller's arguments, and a
+#: chord inside a chain inside a group (each signature is a dict holding lists).
+ENVELOPE_DEPTH = 32
 # A worker's main process pickles a message's decoded arguments for its pool; Python's stack
 # gives out at about 485 levels, and the pool's own frames need their share.
 _DEEPEST_ARGUMENT = 100
@@ -39,6 +44,18 @@ def max_argument_depth() -> int:
         ImproperlyConfigured: ``IMPORTER_MAX_ARGUMENT_DEPTH`` is not an int from 1 to 100.
     """
     return _bounded("IMPORTER_MAX_ARGUMENT_DEPTH", 1, _DEEPEST_ARGUMENT)
+
+
+def max_message_depth() -> int:
+    """How deep a message's headers and body may nest as JSON, before a worker even looks inside.
+
+    A tuple, set or frozenset travels as two JSON levels (a tagged object around a list), so an
+    argument takes up to twice its depth; the envelope takes ``ENVELOPE_DEPTH`` more.
+
+    Raises:
+        ImproperlyConfigured: see ``max_argument_depth``.
+    """
+    return 2 * max_argument_depth() + ENVELOPE_DEPTH
 
 
 def max_message_bytes() -> int:

@@ -32,7 +32,16 @@ def _close_old_connections(task: Task[Any, Any] | None = None, **kwargs: Any) ->
         close_old_connections()
 
 
-@shared_task(bind=True, name="core.call_importer_method", throws=(InvalidTaskCall, TaskFailed))
+class MethodCaller(Task):  # type: ignore[type-arg]
+    """The method caller's class: Celery's task, behind the checks of ``core.receiving`` on the worker."""
+
+    #: What a worker's main process does with each message (see ``core.receiving``).
+    Strategy = "core.receiving:method_caller_strategy"
+
+
+@shared_task(
+    bind=True, base=MethodCaller, name="core.call_importer_method", throws=(InvalidTaskCall, TaskFailed)
+)
 def call_importer_method(self: Task[Any, Any], *body: Any) -> Any:
     """Run ``importer_name.method_name(*args, **kwargs)`` on a new instance of the importer.
 

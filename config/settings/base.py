@@ -138,7 +138,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 IMPORTER_MAX_COUNTDOWN = env.int("IMPORTER_MAX_COUNTDOWN", default=600)
 # How deep a task method's argument may nest (1 to 100). Real arguments nest two or three levels;
 # a worker's main process pickles them for its pool, and a list nested some 485 levels deep
-# exhausts Python's stack there and stops the worker.
+# exhausts Python's stack there and stops the worker. A worker refuses, before its pool sees it,
+# a message nested deeper than twice this plus 32 levels of envelope (core.receiving).
 IMPORTER_MAX_ARGUMENT_DEPTH = env.int("IMPORTER_MAX_ARGUMENT_DEPTH", default=32)
 # The largest task message body, in bytes of JSON, that a worker reads (64 KiB to 64 MiB); the
 # sender refuses arguments larger than this less 4 KiB. The largest real call, a batch of 50

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import re
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.result import AsyncResult
 from celery.utils import uuid
 from django.conf import settings
 from django.db import transaction
 from kombu import Producer
 
 from config.celery_app import app
+from core.exceptions import InvalidTaskCall
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, ImportRun, WikidataEntity
+from tests.example_app.importers import Recorder
 from tests.importers.entities import STUTTGART, item
 from tests.production.conftest import Deployment, RedisServer
 from tests.support.outcomes import outcomes, wait_for_outcomes
@@ -226,10 +232,11 @@ FORGED: dict[str, tuple[list[Any] | None, str]] = {
         ["WikidataImporter", "import_single"],
         "expected (importer_name, method_name, args, kwargs), got 2 arguments",
     ),
-    # Refused by kombu before Celery reads it: the log has the body, not the task id.
+    # Refused before the body is read: its content type is not JSON.
     "pickled": (
         None,
-        "Received invalid task message: Refusing to deserialize untrusted content of type pickle",
+        "its body cannot be decoded: ContentDisallowed: "
+        "'Refusing to deserialize untrusted content of type pickle (application/x-python-serialize)'",
     ),
 }
 
@@ -250,7 +257,7 @@ def test_a_forged_message_is_refused_and_logged_without_side_effects_and_the_wor
 
     if message is None:
         send_pickled(task_id, marker)
-        refusal = reason
+        refusal = f"Refused {METHOD_CALLER}[{task_id}] before its pool: {reason}"
     else:
         send_message(message, task_id)
         refusal = f"Refused {METHOD_CALLER}[{task_id}]: {reason}"
@@ -265,3 +272,153 @@ def test_a_forged_message_is_refused_and_logged_without_side_effects_and_the_wor
     # Refused means discarded: nothing waits in the queue or unacknowledged, to come back later.
     assert broker.client().llen(settings.WIKIDATA_QUEUE) == 0
     assert broker.client().hlen("unacked") == 0
+
+
+# Scenario: forged messages that would stop a worker's main process, before its pool ever sees them.
+
+
+class Broker:
+    """A broker of one test's own, Redis or RabbitMQ, and how many messages its queues still hold."""
+
+    def __init__(self, url: str, redis_server: RedisServer | None = None, vhost: str | None = None) -> None:
+        self.url = url
+        self.redis_server = redis_server
+        self.vhost = vhost
+
+    def pending(self) -> int:
+        """The messages waiting in this run's queues or delivered and not yet acknowledged."""
+        queues = (settings.CELERY_TASK_DEFAULT_QUEUE, settings.WIKIDATA_QUEUE)
+        if self.redis_server is not None:
+            client: Any = self.redis_server.client()  # the stubs type a reply as sync or async
+            return int(sum(client.llen(queue) for queue in queues) + client.hlen("unacked"))
+        assert self.vhost is not None
+        done = subprocess.run(
+            ["rabbitmqctl", "list_queues", "-q", "-p", self.vhost, "name", "messages"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        counts = dict(line.split("\t") for line in done.stdout.splitlines() if "\t" in line)
+        return sum(int(counts.get(queue, 0)) for queue in queues)
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """A private Redis, or a RabbitMQ virtual host of the test's own."""
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("private_redis")
+        return Broker(server.url, redis_server=server)
+    url: str = request.getfixturevalue("rabbitmq_vhost")
+    return Broker(url, vhost=url.rsplit("/", 1)[1])
+
+
+def publish(body: str | bytes, task_id: str, **headers: Any) -> None:
+    """Publish a method-caller message with kombu: ``body`` as is, Celery's headers and ``headers``.
+
+    It goes to the default queue, where ``Recorder``'s tasks go too: one pool process takes them
+    in the order they were sent.
+    """
+    amqp: Any = app.amqp  # not in the type stubs
+    message = amqp.as_task_v2(task_id, METHOD_CALLER, args=[])
+    queue = amqp.queues[settings.CELERY_TASK_DEFAULT_QUEUE]
+    with app.connection_for_write() as connection:
+        Producer(connection).publish(
+            body,
+            exchange=queue.exchange,
+            routing_key=queue.routing_key,
+            declare=[queue],
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers={**message.headers, **headers},
+            **message.properties,
+        )
+
+
+def nested_json(depth: int) -> str:
+    return "[" * depth + "0" + "]" * depth
+
+
+def method_call(argument: str) -> str:
+    """The JSON body of ``Recorder.echo(argument)``, ``argument`` given as JSON text."""
+    embed = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
+    return f'[["Recorder", "echo", [{argument}], {{}}], {{}}, {embed}]'
+
+
+# Each forged message: its body, its headers, and the reason the worker gives for refusing it.
+UNSAFE: dict[str, tuple[str, dict[str, Any], str]] = {
+    # Decodes, then exhausts the stack of the worker's main process while pickled for the pool.
+    "arguments nested 600 deep": (
+        method_call(nested_json(600)),
+        {},
+        "it nests deeper than 96 levels (2 x IMPORTER_MAX_ARGUMENT_DEPTH + 32)",
+    ),
+    "a header nested 400 deep": (
+        method_call("1"),
+        {"forged": json.loads(nested_json(400))},
+        "it nests deeper than 96 levels",
+    ),
+    "arguments nested too deep to decode": (
+        method_call(nested_json(100_000)),
+        {},
+        "its body cannot be decoded: DecodeError: ",
+    ),
+    "a body larger than IMPORTER_MAX_MESSAGE_BYTES": (
+        method_call(json.dumps("x" * 2 * 1024 * 1024)),
+        {},
+        "its body is 2,097,257 bytes, beyond IMPORTER_MAX_MESSAGE_BYTES (1,048,576)",
+    ),
+    "a body that is not Celery's": ('{"not": "a list"}', {}, "its body is not [args, kwargs, embed]"),
+    "a body that is not JSON": ("[[", {}, "its body cannot be decoded: DecodeError: "),
+}
+
+
+@pytest.mark.parametrize("forgery", UNSAFE)
+def test_a_message_unsafe_for_the_main_process_is_refused_before_the_pool_and_the_worker_goes_on(
+    broker: Broker, deploy: Callable[..., Deployment], forgery: str
+) -> None:
+    body, headers, reason = UNSAFE[forgery]
+    site = deploy(broker.url)
+    worker = site.worker("a", concurrency=1)
+    pool = worker.pool_pids()
+    task_id = uuid()
+
+    publish(body, task_id, **headers)
+    # Sent after it to the same queue and pool process: it runs once the forged one is done with.
+    assert Recorder().add.as_task(2, 3).get(timeout=30) == 5
+
+    refusal = f"Refused {METHOD_CALLER}[{task_id}] before its pool: {reason}"
+    wait_until(lambda: refusal in worker.log_text(), timeout=10, why=worker.log_tail)
+    assert [line for line in worker.log_text().splitlines() if task_id in line and "Refused" in line] == [
+        next(line for line in worker.log_text().splitlines() if refusal in line)
+    ]  # one line
+    assert not worker.exited()
+    assert worker.pool_pids() == pool  # the pool never had it
+    with pytest.raises(InvalidTaskCall, match=re.escape(reason)):
+        AsyncResult(task_id).get(timeout=10)
+    # Refused means discarded: nothing waits in the queue or unacknowledged, to come back later.
+    assert broker.pending() == 0
+
+
+@pytest.mark.parametrize("argument_depth", [32, 100])  # the default, and the most the setting allows
+def test_a_message_as_deep_as_the_worker_lets_in_reaches_the_pool_which_refuses_its_argument(
+    broker: Broker, deploy: Callable[..., Deployment], monkeypatch: pytest.MonkeyPatch, argument_depth: int
+) -> None:
+    """The bound the main process enforces leaves the pool's pickling and the method caller safe.
+
+    The body's own levels (``[[importer, method, [argument], {}], {}, embed]``) take three.
+    """
+    monkeypatch.setenv("IMPORTER_MAX_ARGUMENT_DEPTH", str(argument_depth))  # the worker's setting
+    site = deploy(broker.url)
+    worker = site.worker("a", concurrency=1)
+    pool = worker.pool_pids()
+    task_id = uuid()
+
+    publish(method_call(nested_json(2 * argument_depth + 32 - 3)), task_id)
+    assert Recorder().add.as_task(2, 3).get(timeout=30) == 5
+
+    refusal = (
+        f"Refused {METHOD_CALLER}[{task_id}]: Recorder.echo(): args[0]{'[0]' * argument_depth} "
+        f"nests deeper than {argument_depth} levels (IMPORTER_MAX_ARGUMENT_DEPTH)"
+    )
+    wait_until(lambda: refusal in worker.log_text(), timeout=10, why=worker.log_tail)
+    assert "before its pool" not in worker.log_text()
+    assert worker.pool_pids() == pool
+    assert broker.pending() == 0

@@ -1,0 +1,117 @@
+"""A worker's main process receiving a method-caller message: the checks it passes before the pool.
+
+The main process decodes each message and pickles it for a pool process. Nothing in a message
+can be trusted there: a body nested some 485 levels deep exhausts Python's stack while it is
+pickled, which Celery treats as fatal; the worker exits, the message goes back to the queue, and
+every worker that takes it dies in turn. So the method caller's strategy refuses, before Celery
+decodes or builds anything, a message that is not safe to handle: a body larger than
+``IMPORTER_MAX_MESSAGE_BYTES`` (left unread), one that does not decode or is not Celery's
+``[args, kwargs, embed]``, or headers or a body nested deeper than
+``core.limits.max_message_depth()``. A refused message is logged in one line, its failure
+stored for whoever waits on its result, and rejected without requeue: discarded, or
+dead-lettered where the queue has a dead-letter exchange. The worker goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from celery import states
+
+# The stubs do not have the default strategy.
+from celery.worker.strategy import default as default_strategy  # type: ignore[attr-defined]
+
+from .exceptions import InvalidTaskCall
+from .limits import max_message_bytes, max_message_depth
+
+__all__ = ("method_caller_strategy",)
+
+logger = logging.getLogger(__name__)
+
+# Celery's task ids are uuids; a caller may choose its own, but not one that could break a log line.
+_TASK_ID = re.compile(r"[!-~]{1,255}")
+
+
+def method_caller_strategy(task: Any, app: Any, consumer: Any, **options: Any) -> Callable[..., Any]:
+    """Return the method caller's handler of each message: Celery's default one, behind the checks.
+
+    Celery calls it once per worker (``Task.Strategy``); the handler it returns runs in the
+    worker's main process for every message of the task, before Celery's own handling, which
+    decodes the body and builds a request for the pool. A strategy is the only hook that sees
+    the message before that: a ``Task.Request`` class is built from the decoded body.
+    """
+    handle = default_strategy(task, app, consumer, **options)
+    connection_errors = consumer.connection_errors
+
+    def task_message_handler(message: Any, body: Any, ack: Any, reject: Any, *rest: Any, **more: Any) -> Any:
+        try:
+            reason = _refusal(message, body)
+        except Exception as error:  # never let a message stop the worker
+            reason = f"it could not be checked: {type(error).__name__}"
+        if reason is None:
+            return handle(message, body, ack, reject, *rest, **more)
+        task_id = message.headers.get("id") if isinstance(message.headers, dict) else None
+        if not (isinstance(task_id, str) and _TASK_ID.fullmatch(task_id)):
+            task_id = None
+        logger.error("Refused %s[%s] before its pool: %s", task.name, task_id, reason)
+        reject(logger, connection_errors, False)
+        if task_id is not None and not task.ignore_result:
+            _store_failure(task, task_id, InvalidTaskCall(reason))
+        return None
+
+    return task_message_handler
+
+
+def _store_failure(task: Any, task_id: str, error: Exception) -> None:
+    """Store the failure for whoever waits on the result; a result backend that fails is only logged."""
+    try:
+        # Only the id: a refused message's canvas (callbacks, chord) is not to be acted on.
+        task.backend.store_result(task_id, error, states.FAILURE)
+    except Exception as failure:
+        logger.warning("Could not store the failure of %s[%s]: %r", task.name, task_id, failure)
+
+
+def _refusal(message: Any, body: Any) -> str | None:
+    """Why ``message`` is not safe to hand on to Celery, or None when it is."""
+    headers = message.headers
+    if body is not None or not isinstance(headers, dict):
+        # The consumer decodes only a message of Celery's protocol 1 before its strategy.
+        return "it is not a message of Celery's task protocol 2"
+    task_id = headers.get("id")
+    if not (isinstance(task_id, str) and _TASK_ID.fullmatch(task_id)):
+        return f"its task id {task_id!r:.100} is not 1 to 255 printable ASCII characters"
+    size, limit = len(message.body), max_message_bytes()
+    if size > limit:
+        return f"its body is {size:,} bytes, beyond IMPORTER_MAX_MESSAGE_BYTES ({limit:,})"
+    try:
+        payload = message.decode()  # kept in the message, where Celery finds it
+    except Exception as error:  # a decoder's errors are many (RecursionError among them): all refuse
+        return f"its body cannot be decoded: {type(error).__name__}: {str(error)[:200]!r}"
+    if not (
+        isinstance(payload, list)
+        and len(payload) == 3
+        and isinstance(payload[0], list)
+        and isinstance(payload[1], dict)
+        and isinstance(payload[2], dict)
+    ):
+        return "its body is not [args, kwargs, embed]"
+    return _too_deep(headers, message.properties, payload)
+
+
+def _too_deep(*values: Any) -> str | None:
+    """Why ``values`` are not safe to pickle: nested deeper than the limit; None if they are.
+
+    Walked with a stack of its own, not recursion, since the depth is what is in question.
+    """
+    limit = max_message_depth()
+    pending = [(value, 1) for value in values if isinstance(value, (dict, list, tuple))]
+    while pending:
+        value, depth = pending.pop()
+        if depth > limit:
+            return f"it nests deeper than {limit} levels (2 x IMPORTER_MAX_ARGUMENT_DEPTH + 32)"
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
+    return None
