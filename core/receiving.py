@@ -10,13 +10,20 @@ decodes or builds anything, a message that is not safe to handle: a body larger 
 ``core.limits.max_message_depth()``. A refused message is logged in one line, its failure
 stored for whoever waits on its result, and rejected without requeue: discarded, or
 dead-lettered where the queue has a dead-letter exchange. The worker goes on.
+
+A message that passes has two headers made safe before Celery reads them: ``shadow``, the name
+Celery logs the task under, is quoted (``repr``) unless it is a dotted name, so that a forged one
+cannot write lines of its own into the worker's log; and ``timelimit`` can only lower the time
+limits, never lift them above the method's ``@as_task`` options or ``CELERY_TASK_TIME_LIMIT``
+and ``CELERY_TASK_SOFT_TIME_LIMIT``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from celery import states
@@ -26,6 +33,7 @@ from celery.worker.strategy import default as default_strategy  # type: ignore[a
 
 from .exceptions import InvalidTaskCall
 from .limits import max_message_bytes, max_message_depth
+from .registry import registry
 
 __all__ = ("method_caller_strategy",)
 
@@ -33,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 # Celery's task ids are uuids; a caller may choose its own, but not one that could break a log line.
 _TASK_ID = re.compile(r"[!-~]{1,255}")
+# How the sender names a call in the shadow header: "Importer.method".
+_DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)
 
 
 def method_caller_strategy(task: Any, app: Any, consumer: Any, **options: Any) -> Callable[..., Any]:
@@ -49,6 +59,8 @@ def method_caller_strategy(task: Any, app: Any, consumer: Any, **options: Any) -
     def task_message_handler(message: Any, body: Any, ack: Any, reject: Any, *rest: Any, **more: Any) -> Any:
         try:
             reason = _refusal(message, body)
+            if reason is None:
+                _make_safe(message.headers, message.payload[0], app.conf)
         except Exception as error:  # never let a message stop the worker
             reason = f"it could not be checked: {type(error).__name__}"
         if reason is None:
@@ -99,6 +111,42 @@ def _refusal(message: Any, body: Any) -> str | None:
     ):
         return "its body is not [args, kwargs, embed]"
     return _too_deep(headers, message.properties, payload)
+
+
+def _make_safe(headers: dict[str, Any], args: list[Any], conf: Any) -> None:
+    """Quote a forged ``shadow`` header, and bound the ``timelimit`` header, in place."""
+    shadow = headers.get("shadow")
+    if shadow and not (isinstance(shadow, str) and len(shadow) <= 200 and _DOTTED_NAME.fullmatch(shadow)):
+        headers["shadow"] = f"{shadow!r:.200}"
+    options = _declared_options(args)
+    ceilings = (
+        options.get("time_limit", conf.task_time_limit),
+        options.get("soft_time_limit", conf.task_soft_time_limit),
+    )
+    asked = headers.get("timelimit")
+    if not (isinstance(asked, (list, tuple)) and len(asked) == 2):
+        asked = [None, None]
+    headers["timelimit"] = [_lower(limit, ceiling) for limit, ceiling in zip(asked, ceilings, strict=True)]
+
+
+def _declared_options(args: list[Any]) -> Mapping[str, Any]:
+    """The ``@as_task`` options of the method the message calls; none for a message that names none.
+
+    ``args`` is the method caller's: ``[importer, method, args, kwargs]``, after a chain's result.
+    """
+    if len(args) not in (4, 5):
+        return {}
+    importer_name, method_name = args[-4:-2]
+    importer = registry.get(importer_name) if isinstance(importer_name, str) else None
+    method = importer.task_methods.get(method_name) if importer and isinstance(method_name, str) else None
+    return method.options if method is not None else {}
+
+
+def _lower(asked: Any, ceiling: float | None) -> float | None:
+    """The time limit ``asked`` for, if it is a number of seconds below ``ceiling``; else ``ceiling``."""
+    if type(asked) not in (int, float) or not 0 < asked < math.inf:
+        return ceiling
+    return float(asked) if ceiling is None else min(float(asked), ceiling)
 
 
 def _too_deep(*values: Any) -> str | None:

@@ -18,6 +18,17 @@ __all__ = ("call_importer_method",)
 
 logger = get_task_logger(__name__)
 
+# Line breaks and other control characters, escaped as repr() escapes them.
+_ESCAPES = {code: repr(chr(code))[1:-1] for code in (*range(32), *range(127, 160), 0x2028, 0x2029)}
+
+
+def one_line(text: str) -> str:
+    """Return ``text`` fit for one line of a log: its control characters escaped (``\\n`` for a newline).
+
+    What a message says goes into the worker's log; it must not be able to write lines of its own.
+    """
+    return text.translate(_ESCAPES)
+
 
 @task_prerun.connect
 @task_postrun.connect
@@ -62,7 +73,7 @@ def call_importer_method(self: Task[Any, Any], *body: Any) -> Any:
     try:
         message = Message.decode(body)
     except InvalidTaskCall as error:
-        logger.error("Refused %s[%s]: %s", self.name, self.request.id, error)
+        logger.error("Refused %s[%s]: %s", self.name, self.request.id, one_line(str(error)))
         raise
     try:
         return message.run(task_id=self.request.id)

@@ -6,15 +6,16 @@ The same refusals on real workers over Redis and RabbitMQ: tests/production/test
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from kombu import Message
 
-from core.receiving import _refusal
+from core.receiving import _make_safe, _refusal
 
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-CALL = [["Recorder", "echo", [1], {}], {}, EMBED]
+CALL: list[Any] = [["Recorder", "echo", [1], {}], {}, EMBED]
 
 
 def message(body: Any = CALL, content_type: str = "application/json", **headers: Any) -> Message:
@@ -79,3 +80,54 @@ def test_a_message_of_celerys_protocol_1_is_refused() -> None:
     assert _refusal(message(), {"task": "core.call_importer_method", "args": []}) == (
         "it is not a message of Celery's task protocol 2"
     )
+
+
+@pytest.mark.parametrize(
+    ("shadow", "logged"),
+    [
+        ("Recorder.echo", "Recorder.echo"),  # as the sender names a call
+        ("add\nCRITICAL forged", "'add\\nCRITICAL forged'"),
+        ("Recorder.echo ", "'Recorder.echo '"),
+        ("Récorder.echo", "'Récorder.echo'"),
+        ("x" * 201, repr("x" * 201)[:200]),
+        (["a", "list"], "['a', 'list']"),
+        (None, None),  # Celery names it by the task then
+    ],
+)
+def test_a_shadow_header_that_is_not_a_dotted_name_is_quoted(shadow: Any, logged: str | None) -> None:
+    headers: dict[str, Any] = {"shadow": shadow}
+    _make_safe(headers, CALL[0], LIMITS)
+    assert headers["shadow"] == logged
+
+
+LIMITS = SimpleNamespace(task_time_limit=660, task_soft_time_limit=600)  # as CELERY_TASK_*_TIME_LIMIT
+STALL_BRIEFLY = ["Misbehaving", "stall_briefly", [1], {}]  # declares time_limit=2, soft_time_limit=1
+
+
+@pytest.mark.parametrize(
+    ("args", "asked", "limits"),
+    [
+        (CALL[0], [1000, 1000], [660, 600]),
+        (CALL[0], None, [660, 600]),
+        (CALL[0], [5, None], [5.0, 600]),  # lowered: kept
+        (CALL[0], [5, 1.5], [5.0, 1.5]),
+        (CALL[0], [0, -1], [660, 600]),
+        (CALL[0], [float("nan"), float("inf")], [660, 600]),
+        (CALL[0], ["5", True], [660, 600]),
+        (CALL[0], "ab", [660, 600]),  # Celery would unpack it into two letters
+        (CALL[0], [1, 2, 3], [660, 600]),
+        (STALL_BRIEFLY, [1000, 1000], [2, 1]),
+        (STALL_BRIEFLY, None, [2, 1]),
+        (STALL_BRIEFLY, [1.5, 0.5], [1.5, 0.5]),
+        ([42, *STALL_BRIEFLY], [1000, 1000], [2, 1]),  # in a chain, after the previous result
+        (["Nope", "x", [], {}], [1000, 1000], [660, 600]),
+        (["Misbehaving", "nope", [], {}], [1000, 1000], [660, 600]),
+        ([[], {}, [], {}], [1000, 1000], [660, 600]),
+    ],
+)
+def test_a_timelimit_header_lowers_the_time_limits_and_never_lifts_them(
+    args: list[Any], asked: Any, limits: list[Any]
+) -> None:
+    headers = {"timelimit": asked}
+    _make_safe(headers, args, LIMITS)
+    assert headers["timelimit"] == limits

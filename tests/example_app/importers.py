@@ -8,7 +8,10 @@ Each method reports which class's code ran on which instance, so a test can tell
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, ClassVar
+
+from celery.exceptions import SoftTimeLimitExceeded
 
 from core.importer import BaseImporter, as_task
 
@@ -96,3 +99,27 @@ def record(event: str, value: Any) -> None:
     if log:
         with open(log, "a", encoding="utf-8") as file:
             file.write(f"{event} {value!r}\n")
+
+
+class Misbehaving(BaseImporter):
+    """Task methods that misbehave on purpose: outstay their time limits, kill their own process."""
+
+    @as_task
+    def stall(self, seconds: float) -> str:
+        """Sleep ``seconds``, ignoring the soft time limit: only the hard one stops it."""
+        return stall(seconds)
+
+    @as_task(soft_time_limit=1, time_limit=2)
+    def stall_briefly(self, seconds: float) -> str:
+        """``stall``, with time limits of its own."""
+        return stall(seconds)
+
+
+def stall(seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            record("soft time limit", None)
+    return "done"

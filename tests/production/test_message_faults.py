@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.exceptions import TimeLimitExceeded
 from celery.result import AsyncResult
 from celery.utils import uuid
 from django.conf import settings
@@ -21,7 +22,7 @@ from config.celery_app import app
 from core.exceptions import InvalidTaskCall
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, ImportRun, WikidataEntity
-from tests.example_app.importers import Recorder
+from tests.example_app.importers import Misbehaving, Recorder
 from tests.importers.entities import STUTTGART, item
 from tests.production.conftest import Deployment, RedisServer
 from tests.support.outcomes import outcomes, wait_for_outcomes
@@ -213,12 +214,12 @@ FORGED: dict[str, tuple[list[Any] | None, str]] = {
     ),
     "__init__": (
         ["WikidataImporter", "__init__", [], {}],
-        "WikidataImporter.__init__ is not a declared task method",
+        "'__init__' is not a declared task method of WikidataImporter",
     ),
     "undeclared method": (
         # A callable attribute every importer class has, but not a declared task method.
         ["WikidataImporter", "mro", [], {}],
-        "WikidataImporter.mro is not a declared task method",
+        "'mro' is not a declared task method of WikidataImporter",
     ),
     "args not a list": (
         ["WikidataImporter", "import_single", "Q1022", {}],
@@ -422,3 +423,70 @@ def test_a_message_as_deep_as_the_worker_lets_in_reaches_the_pool_which_refuses_
     assert "before its pool" not in worker.log_text()
     assert worker.pool_pids() == pool
     assert broker.pending() == 0
+
+
+# Scenario: forged names and time limits: the worker's log stays its own, the limits the settings'.
+
+
+def test_names_from_a_forged_message_are_logged_quoted_and_write_no_line_of_their_own(
+    broker: Broker, deploy: Callable[..., Deployment]
+) -> None:
+    site = deploy(broker.url)
+    worker = site.worker("a", concurrency=1)
+
+    method = ["Recorder", "x\nCRITICAL forged: a method", [], {}]
+    forged_method = app.send_task(METHOD_CALLER, args=method)
+    shadow = "add\nCRITICAL forged: a shadow"
+    forged_shadow = app.send_task(METHOD_CALLER, args=["Recorder", "add", [1, 2], {}], shadow=shadow)
+    assert forged_shadow.get(timeout=30) == 3  # sent second, to the same pool process: it ran last
+
+    succeeded = f"Task 'add\\nCRITICAL forged: a shadow'[{forged_shadow.id}] succeeded"
+    wait_until(lambda: succeeded in worker.log_text(), timeout=5, why=worker.log_tail)  # logged after
+    log = worker.log_text()
+    assert f"[{forged_method.id}]: 'x\\nCRITICAL forged: a method' is not a declared task method" in log
+    # Whatever they say stays inside the lines about their tasks.
+    ids = (forged_method.id, forged_shadow.id)
+    assert [line for line in log.splitlines() if "forged" in line and not any(i in line for i in ids)] == []
+
+
+def stall(task_id: str, method: str = "stall", **limits: Any) -> None:
+    """Send ``Misbehaving.<method>(10)`` as anyone with access to the broker could, with ``limits``."""
+    app.send_task(METHOD_CALLER, args=["Misbehaving", method, [10], {}], task_id=task_id, **limits)
+
+
+@pytest.mark.parametrize(
+    ("send", "hard_limit"),
+    [
+        # A forged header asks for 1000 s: the method's @as_task(time_limit=2) holds.
+        (lambda task_id: stall(task_id, "stall_briefly", time_limit=1000, soft_time_limit=1000), "2"),
+        # The same, for a method without limits of its own: CELERY_TASK_TIME_LIMIT (2 s here) holds.
+        (lambda task_id: stall(task_id, time_limit=1000, soft_time_limit=1000), "2"),
+        # A message without the header gets the same.
+        (lambda task_id: stall(task_id), "2"),
+        # The sender's own lower limit is kept.
+        (
+            lambda task_id: Misbehaving().stall.as_task.apply_async(args=[10], task_id=task_id, time_limit=1),
+            "1",
+        ),
+    ],
+    ids=["declared", "settings", "no header", "lower"],
+)
+def test_a_timelimit_header_can_lower_the_time_limits_but_never_lift_them(
+    private_redis: RedisServer,
+    deploy: Callable[..., Deployment],
+    monkeypatch: pytest.MonkeyPatch,
+    send: Callable[[str], Any],
+    hard_limit: str,
+) -> None:
+    monkeypatch.setenv("CELERY_TASK_SOFT_TIME_LIMIT", "1")  # the worker's settings
+    monkeypatch.setenv("CELERY_TASK_TIME_LIMIT", "2")
+    site = deploy(private_redis.url)
+    worker = site.worker("a", concurrency=1)
+    task_id = uuid()
+
+    send(task_id)
+    with pytest.raises(TimeLimitExceeded):
+        AsyncResult(task_id).get(timeout=8)  # the task asked for 10 s, and 1000 s of limits
+    # Celery stores the failure first, then logs it.
+    hard = re.compile(rf"Hard time limit \({hard_limit}(\.0)?s\) exceeded for ")
+    wait_until(lambda: hard.search(worker.log_text()), timeout=5, why=worker.log_tail)
