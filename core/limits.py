@@ -1,9 +1,9 @@
 """The bounds on what a task message may carry and ask for, read from the settings and checked.
 
 The sender checks them before anything is sent; a worker checks them again, since anything with
-access to the broker can publish a message. ``settings.IMPORTER_MAX_ARGUMENT_DEPTH`` and
-``IMPORTER_MAX_MESSAGE_BYTES`` set them; each accessor refuses a value outside the range it is
-safe in.
+access to the broker can publish a message. ``settings.IMPORTER_MAX_ARGUMENT_DEPTH``,
+``IMPORTER_MAX_MESSAGE_BYTES`` and ``IMPORTER_MAX_WORKER_LOSSES`` set them; each accessor refuses
+a value outside the range it is safe in.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ __all__ = (
     "max_argument_depth",
     "max_message_bytes",
     "max_message_depth",
+    "max_worker_losses",
 )
 
 #: The room a message's own parts take around its arguments: the importer's and method's names,
@@ -65,3 +66,12 @@ def max_message_bytes() -> int:
         ImproperlyConfigured: ``IMPORTER_MAX_MESSAGE_BYTES`` is not an int from 64 KiB to 64 MiB.
     """
     return _bounded("IMPORTER_MAX_MESSAGE_BYTES", 64 * 1024, 64 * 1024 * 1024)
+
+
+def max_worker_losses() -> int:
+    """How many times a message may kill the pool process running it before it is discarded.
+
+    Raises:
+        ImproperlyConfigured: ``IMPORTER_MAX_WORKER_LOSSES`` is not an int from 1 to 100.
+    """
+    return _bounded("IMPORTER_MAX_WORKER_LOSSES", 1, 100)

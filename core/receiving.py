@@ -16,6 +16,19 @@ Celery logs the task under, is quoted (``repr``) unless it is a dotted name, so 
 cannot write lines of its own into the worker's log; and ``timelimit`` can only lower the time
 limits, never lift them above the method's ``@as_task`` options or ``CELERY_TASK_TIME_LIMIT``
 and ``CELERY_TASK_SOFT_TIME_LIMIT``.
+
+Then, should the message's task kill the pool process running it (out of memory, ``os._exit``,
+a crash in C), ``MethodCallRequest`` sees it happen, in the main process, and counts it. With
+``task_reject_on_worker_lost`` Celery would put the message back as it was, and a message that
+kills every process that runs it would come back forever. Instead the message is sent again with
+the count in a header of its own, ``importer_worker_losses``, and the original acknowledged: the
+count travels with the message, so it holds across workers and restarts, on any broker, with no
+store to keep or expire. (RabbitMQ counts deliveries itself only in quorum queues, in
+``x-delivery-count``, and counts every redelivery, not only lost workers; classic queues and
+Redis say no more than ``redelivered``.) Once the count reaches ``IMPORTER_MAX_WORKER_LOSSES``
+the method caller does not run the method but calls its importer's ``poisoned()`` hook, and the
+message is discarded; should that kill its process too, the message is discarded at once.
+A forged count can only make that happen sooner.
 """
 
 from __future__ import annotations
@@ -26,16 +39,24 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined]  # not in the stubs
+from billiard.exceptions import WorkerLostError
 from celery import states
+from celery.worker import state  # type: ignore[attr-defined]  # not in the stubs
+from celery.worker.request import Request
 
 # The stubs do not have the default strategy.
 from celery.worker.strategy import default as default_strategy  # type: ignore[attr-defined]
+from kombu import Producer
 
-from .exceptions import InvalidTaskCall
-from .limits import max_message_bytes, max_message_depth
+from .exceptions import InvalidTaskCall, PoisonMessage
+from .limits import max_message_bytes, max_message_depth, max_worker_losses
 from .registry import registry
 
-__all__ = ("method_caller_strategy",)
+__all__ = ("LOSSES_HEADER", "MethodCallRequest", "method_caller_strategy", "worker_losses")
+
+#: The header that counts the pool processes a message's task has killed.
+LOSSES_HEADER = "importer_worker_losses"
 
 logger = logging.getLogger(__name__)
 
@@ -163,3 +184,83 @@ def _too_deep(*values: Any) -> str | None:
         children = value.values() if isinstance(value, dict) else value
         pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
     return None
+
+
+def worker_losses(headers: Mapping[str, Any] | None) -> int:
+    """How many pool processes the message with ``headers`` has killed so far (0 for a forged count)."""
+    count = (headers or {}).get(LOSSES_HEADER)
+    return count if type(count) is int and count >= 0 else 0
+
+
+class MethodCallRequest(Request):
+    """A method-caller message in a worker's main process, which counts the pool processes it kills."""
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
+        """Celery's handling of a failed task, except for a pool process lost while running it.
+
+        That is counted, and the message sent again with its count, or discarded once the
+        count has reached ``IMPORTER_MAX_WORKER_LOSSES`` (see the module).
+        """
+        error = exc_info.exception
+        if isinstance(error, ExceptionWithTraceback):
+            error = error.exc
+        counted = (
+            isinstance(error, WorkerLostError)
+            and self.task.acks_late
+            and self.task.reject_on_worker_lost
+            and not self.acknowledged
+            and not state.should_terminate  # a cold shutdown is not the message's doing
+        )
+        if not counted:
+            return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+        state.task_ready(self)
+        losses, limit = worker_losses(self.request_dict), max_worker_losses()
+        if losses >= limit:  # its importer's hook was running: it killed its process too
+            self._discard(PoisonMessage(f"its pool process was lost again ({error})", task_id=self.id))
+            return None
+        try:
+            self._send_again(losses + 1)
+        except Exception as failure:
+            logger.warning(
+                "%s[%s]: its pool process was lost (%s), and it could not be sent again with the count (%r): "
+                "requeued as it was",
+                self.task_name, self.id, error, failure,
+            )  # fmt: skip
+            self.reject(requeue=True)
+            return None
+        self.acknowledge()
+        then = "for its importer to record the failure" if losses + 1 >= limit else "to run again"
+        logger.warning(
+            "%s[%s]: its pool process was lost (%s of %s, IMPORTER_MAX_WORKER_LOSSES: %s); sent again %s",
+            self.task_name, self.id, losses + 1, limit, error, then,
+        )  # fmt: skip
+        return None
+
+    def _send_again(self, losses: int) -> None:
+        """Publish the message again as it came, with ``losses`` in its count header."""
+        message, app = self.message, self.task.app
+        properties = message.properties or {}
+        # A connection of its own, not the app's pool: a pool process forked while a pooled
+        # connection is open closes it, as its own, on start, and the broker drops it.
+        with app.connection_for_write() as connection:
+            Producer(connection).publish(
+                message.body,
+                exchange=self.delivery_info.get("exchange") or "",
+                routing_key=self.delivery_info.get("routing_key"),
+                headers={**message.headers, LOSSES_HEADER: losses},
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                retry=True,
+                retry_policy=app.conf.task_publish_retry_policy,
+                **{name: properties[name] for name in _KEPT_PROPERTIES if properties.get(name) is not None},
+            )
+
+    def _discard(self, error: PoisonMessage) -> None:
+        logger.error("Discarded %s[%s]: %s", self.task_name, self.id, error)
+        self.reject(requeue=False)
+        if self.store_errors:
+            _store_failure(self.task, self.id, error)
+
+
+# The message's properties that a copy keeps; the others are the broker's, of this delivery.
+_KEPT_PROPERTIES = ("priority", "correlation_id", "reply_to", "delivery_mode")

@@ -11,8 +11,10 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from .database import UNAVAILABLE
-from .exceptions import InvalidTaskCall, TaskFailed
+from .exceptions import InvalidTaskCall, PoisonMessage, TaskFailed
+from .limits import max_worker_losses
 from .message import Message
+from .receiving import worker_losses
 
 __all__ = ("call_importer_method",)
 
@@ -48,10 +50,15 @@ class MethodCaller(Task):  # type: ignore[type-arg]
 
     #: What a worker's main process does with each message (see ``core.receiving``).
     Strategy = "core.receiving:method_caller_strategy"
+    #: And with a pool process lost while running it.
+    Request = "core.receiving:MethodCallRequest"
 
 
 @shared_task(
-    bind=True, base=MethodCaller, name="core.call_importer_method", throws=(InvalidTaskCall, TaskFailed)
+    bind=True,
+    base=MethodCaller,
+    name="core.call_importer_method",
+    throws=(InvalidTaskCall, TaskFailed, PoisonMessage),
 )
 def call_importer_method(self: Task[Any, Any], *body: Any) -> Any:
     """Run ``importer_name.method_name(*args, **kwargs)`` on a new instance of the importer.
@@ -65,9 +72,13 @@ def call_importer_method(self: Task[Any, Any], *body: Any) -> Any:
     is sent again with a growing countdown, up to ``IMPORTER_DATABASE_RETRIES`` times, rather than
     acknowledged and lost.
 
+    A call whose task has killed the pool process running it ``IMPORTER_MAX_WORKER_LOSSES``
+    times (``core.receiving`` counts them) does not run: its importer's ``poisoned()`` hook does.
+
     Raises:
         InvalidTaskCall: the message names an unknown or abstract importer, a method that
             is not a declared task method, or arguments that do not bind. Nothing runs.
+        PoisonMessage: the call killed its pool process too often; the hook ran instead.
         celery.exceptions.Retry: the database is unavailable; the call was sent again.
     """
     try:
@@ -75,7 +86,15 @@ def call_importer_method(self: Task[Any, Any], *body: Any) -> Any:
     except InvalidTaskCall as error:
         logger.error("Refused %s[%s]: %s", self.name, self.request.id, one_line(str(error)))
         raise
+    losses = worker_losses(self.request.headers)
     try:
+        if losses >= max_worker_losses():
+            poison = PoisonMessage(
+                f"its task killed the pool process running it {losses} times (IMPORTER_MAX_WORKER_LOSSES)",
+                task_id=self.request.id, losses=losses,
+            )  # fmt: skip
+            _poisoned(message, poison)
+            raise poison
         return message.run(task_id=self.request.id)
     except UNAVAILABLE as error:
         if self.request.is_eager:
@@ -89,3 +108,18 @@ def call_importer_method(self: Task[Any, Any], *body: Any) -> Any:
         raise self.retry(
             exc=error, countdown=countdown, max_retries=settings.IMPORTER_DATABASE_RETRIES
         ) from error
+
+
+def _poisoned(message: Message, error: PoisonMessage) -> None:
+    """Log ``error``, and give the importer its chance to record the failure of the call.
+
+    Raises:
+        UNAVAILABLE: the database is unavailable to the hook; the caller sends the call again.
+    """
+    logger.error("Discarded %s[%s]: %s", message.label, error.task_id, error)
+    try:
+        message.importer.poisoned(message, error)
+    except UNAVAILABLE:
+        raise
+    except Exception:  # the importer had its chance; the message is discarded all the same
+        logger.exception("%s[%s]: the importer's poisoned() failed", message.label, error.task_id)

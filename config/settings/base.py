@@ -145,6 +145,11 @@ IMPORTER_MAX_ARGUMENT_DEPTH = env.int("IMPORTER_MAX_ARGUMENT_DEPTH", default=32)
 # sender refuses arguments larger than this less 4 KiB. The largest real call, a batch of 50
 # ids, takes about 1 KB; a worker's main process decodes a body into several times its size.
 IMPORTER_MAX_MESSAGE_BYTES = env.int("IMPORTER_MAX_MESSAGE_BYTES", default=1024 * 1024)
+# A message whose task killed the pool process running it this many times (out of memory,
+# os._exit, a crash in C) is not run again: its importer's poisoned() hook records the failure,
+# and it is discarded. Without a bound, task_reject_on_worker_lost would redeliver it forever.
+# Counted in a header of the message, so across workers (core.receiving).
+IMPORTER_MAX_WORKER_LOSSES = env.int("IMPORTER_MAX_WORKER_LOSSES", default=3)
 # With the database unavailable, a task waits this many seconds for it, trying again (keeping
 # what it fetched); then the method caller sends the task again, up to IMPORTER_DATABASE_RETRIES
 # times with a countdown doubling from 1 s to IMPORTER_DATABASE_RETRY_MAX_COUNTDOWN: about 8 minutes

@@ -8,12 +8,18 @@ Each method reports which class's code ran on which instance, so a test can tell
 from __future__ import annotations
 
 import os
+import signal
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 from core.importer import BaseImporter, as_task
+from importers.importers import WikidataImporter
+
+if TYPE_CHECKING:
+    from core.exceptions import PoisonMessage
+    from core.message import Message
 
 
 def report(importer: BaseImporter, code: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -113,6 +119,29 @@ class Misbehaving(BaseImporter):
     def stall_briefly(self, seconds: float) -> str:
         """``stall``, with time limits of its own."""
         return stall(seconds)
+
+    @as_task
+    def die(self, marker: str) -> None:
+        """Kill the process running it, as the out-of-memory killer would."""
+        record("die", marker)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    @classmethod
+    def poisoned(cls, message: Message, error: PoisonMessage) -> None:
+        record("poisoned", (message.label, message.args, error.losses, error.task_id))
+
+
+class LethalWikidataImporter(WikidataImporter):
+    """The Wikidata importer, whose imports kill the process running them."""
+
+    # mypy sees plain functions replace task methods; the metaclass keeps them task methods.
+    def import_single(self, wikidata_id: str, run_id: int | None = None) -> str:  # type: ignore[override]
+        os.kill(os.getpid(), signal.SIGKILL)
+        return "never"
+
+    def import_batch(self, wikidata_ids: list[str], run_id: int | None = None) -> dict[str, str]:  # type: ignore[override]
+        os.kill(os.getpid(), signal.SIGKILL)
+        return {}
 
 
 def stall(seconds: float) -> str:

@@ -6,6 +6,7 @@ import json
 import pickle
 import re
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,10 @@ from django.db import transaction
 from kombu import Producer
 
 from config.celery_app import app
-from core.exceptions import InvalidTaskCall
+from core.exceptions import InvalidTaskCall, PoisonMessage
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, ImportRun, WikidataEntity
-from tests.example_app.importers import Misbehaving, Recorder
+from tests.example_app.importers import LethalWikidataImporter, Misbehaving, Recorder
 from tests.importers.entities import STUTTGART, item
 from tests.production.conftest import Deployment, RedisServer
 from tests.support.outcomes import outcomes, wait_for_outcomes
@@ -271,8 +272,8 @@ def test_a_forged_message_is_refused_and_logged_without_side_effects_and_the_wor
     assert list(WikidataEntity.objects.values_list("pk", flat=True)) == ["Q64"]
     assert not marker.exists()  # the pickle was never loaded
     # Refused means discarded: nothing waits in the queue or unacknowledged, to come back later.
-    assert broker.client().llen(settings.WIKIDATA_QUEUE) == 0
-    assert broker.client().hlen("unacked") == 0
+    client: Any = broker.client()  # the stubs type a reply as sync or async
+    wait_until(lambda: client.llen(settings.WIKIDATA_QUEUE) + client.hlen("unacked") == 0, timeout=10)
 
 
 # Scenario: forged messages that would stop a worker's main process, before its pool ever sees them.
@@ -395,7 +396,7 @@ def test_a_message_unsafe_for_the_main_process_is_refused_before_the_pool_and_th
     with pytest.raises(InvalidTaskCall, match=re.escape(reason)):
         AsyncResult(task_id).get(timeout=10)
     # Refused means discarded: nothing waits in the queue or unacknowledged, to come back later.
-    assert broker.pending() == 0
+    wait_until(lambda: broker.pending() == 0, timeout=10, why=site.logs)
 
 
 @pytest.mark.parametrize("argument_depth", [32, 100])  # the default, and the most the setting allows
@@ -422,7 +423,7 @@ def test_a_message_as_deep_as_the_worker_lets_in_reaches_the_pool_which_refuses_
     wait_until(lambda: refusal in worker.log_text(), timeout=10, why=worker.log_tail)
     assert "before its pool" not in worker.log_text()
     assert worker.pool_pids() == pool
-    assert broker.pending() == 0
+    wait_until(lambda: broker.pending() == 0, timeout=10, why=site.logs)
 
 
 # Scenario: forged names and time limits: the worker's log stays its own, the limits the settings'.
@@ -490,3 +491,65 @@ def test_a_timelimit_header_can_lower_the_time_limits_but_never_lift_them(
     # Celery stores the failure first, then logs it.
     hard = re.compile(rf"Hard time limit \({hard_limit}(\.0)?s\) exceeded for ")
     wait_until(lambda: hard.search(worker.log_text()), timeout=5, why=worker.log_tail)
+
+
+# Scenario: a message whose task kills the pool process running it, every time.
+
+
+def test_a_message_that_kills_its_pool_process_every_time_is_discarded_after_three_losses_across_workers(
+    broker: Broker, deploy: Callable[..., Deployment], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    recorder_log = tmp_path / "recorder.log"
+    recorder_log.touch()
+    monkeypatch.setenv("RECORDER_LOG", str(recorder_log))  # where the workers' Misbehaving writes
+    site = deploy(broker.url)
+    workers = [site.worker("a", concurrency=1), site.worker("b", concurrency=1)]
+
+    result = Misbehaving().die.as_task("poison")
+    with pytest.raises(PoisonMessage, match="killed the pool process running it 3 times"):
+        result.get(timeout=60)
+    assert Recorder().add.as_task(2, 3).get(timeout=30) == 5  # and the workers go on
+
+    # Run three times, on either worker; then its importer's hook ran instead, once.
+    hook = f"poisoned ('Misbehaving.die', ('poison',), 3, {result.id!r})"
+    wait_until(lambda: hook in recorder_log.read_text(), timeout=10, why=site.logs)
+    events = [line for line in recorder_log.read_text().splitlines() if "poison" in line]
+    assert events == ["die 'poison'"] * 3 + [hook], site.logs()
+    logs = "\n".join(worker.log_text() for worker in workers)
+    lost = re.findall(rf"Misbehaving\.die\[{result.id}\]: its pool process was lost \((\d) of 3", logs)
+    assert sorted(lost) == ["1", "2", "3"]  # the two workers counted together
+    assert "sent again for its importer to record the failure" in logs
+    discarded = f"Discarded Misbehaving.die[{result.id}]: its task killed the pool process running it 3 times"
+    assert discarded in logs
+    wait_until(lambda: broker.pending() == 0, timeout=10, why=site.logs)
+    time.sleep(1)
+    assert recorder_log.read_text().count("die 'poison'") == 3  # never delivered again
+
+
+@pytest.mark.parametrize(
+    ("method", "arguments", "ids"),
+    [
+        ("import_single", {"wikidata_id": "q1022"}, ["Q1022"]),
+        ("import_batch", {"wikidata_ids": ["Q1022", "P31", "q1022"]}, ["Q1022", "P31"]),
+    ],
+)
+def test_the_wikidata_importer_records_failed_for_ids_whose_task_kills_its_pool_process_every_time(
+    private_redis: RedisServer,
+    deploy: Callable[..., Deployment],
+    method: str,
+    arguments: dict[str, Any],
+    ids: list[str],
+) -> None:
+    site = deploy(private_redis.url)
+    site.worker("a", concurrency=1)
+    run = ImportRun.objects.create(requested=len(ids))
+
+    sent = getattr(LethalWikidataImporter(), method).as_task(**arguments, run_id=run.pk)
+    assert wait_for_outcomes(ids, timeout=60, why=site.logs) == dict.fromkeys(ids, "failed")
+    for outcome in ImportOutcome.objects.all():
+        assert outcome.error == (
+            "not imported: its task killed the pool process running it 3 times (IMPORTER_MAX_WORKER_LOSSES)"
+        )
+        assert outcome.task_id == sent.id
+    run.refresh_from_db()
+    assert run.finished_now() == len(ids)
