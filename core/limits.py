@@ -2,11 +2,16 @@
 
 The sender checks them before anything is sent; a worker checks them again, since anything with
 access to the broker can publish a message. ``settings.IMPORTER_MAX_ARGUMENT_DEPTH``,
-``IMPORTER_MAX_MESSAGE_BYTES`` and ``IMPORTER_MAX_WORKER_LOSSES`` set them; each accessor refuses
-a value outside the range it is safe in.
+``IMPORTER_MAX_MESSAGE_BYTES``, ``IMPORTER_MAX_WORKER_LOSSES`` and ``IMPORTER_MAX_COUNTDOWN``
+set them; each accessor refuses a value outside the range it is safe in.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -14,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 __all__ = (
     "ENVELOPE_BYTES",
     "ENVELOPE_DEPTH",
+    "check_delay",
     "max_argument_depth",
     "max_message_bytes",
     "max_message_depth",
@@ -75,3 +81,45 @@ def max_worker_losses() -> int:
         ImproperlyConfigured: ``IMPORTER_MAX_WORKER_LOSSES`` is not an int from 1 to 100.
     """
     return _bounded("IMPORTER_MAX_WORKER_LOSSES", 1, 100)
+
+
+def check_delay(label: str, options: Mapping[str, Any]) -> None:
+    """Check the ``countdown`` and ``eta`` of Celery ``options`` for the call ``label``.
+
+    A delay longer than ``IMPORTER_MAX_COUNTDOWN`` could outlive the broker's visibility timeout,
+    and the task would run twice.
+
+    Raises:
+        TypeError: ``countdown`` is not a number of seconds, or ``eta`` not a datetime.
+        ValueError: ``countdown`` is not finite, ``eta`` is naive (without a timezone), or the
+            delay is beyond ``IMPORTER_MAX_COUNTDOWN``.
+    """
+    delay = 0.0
+    countdown = options.get("countdown")
+    if countdown is not None:
+        if type(countdown) not in (int, float):
+            raise TypeError(
+                f"{label}: countdown must be a number of seconds, not {type(countdown).__name__} "
+                f"{countdown!r:.60}"
+            )
+        if not math.isfinite(countdown):
+            raise ValueError(f"{label}: countdown must be a finite number of seconds, not {countdown!r}")
+        delay = countdown
+    eta = options.get("eta")
+    if eta is not None:
+        if not isinstance(eta, datetime):
+            raise TypeError(
+                f"{label}: eta must be a datetime with a timezone, e.g. datetime.now(UTC) + "
+                f"timedelta(minutes=5), not {type(eta).__name__} {eta!r:.60}"
+            )
+        if eta.utcoffset() is None:
+            raise ValueError(
+                f"{label}: eta {eta.isoformat()} is naive: give it a timezone, e.g. "
+                f"datetime.now(UTC) + timedelta(minutes=5)"
+            )
+        delay = max(delay, (eta - datetime.now(UTC)).total_seconds())
+    if delay > settings.IMPORTER_MAX_COUNTDOWN:
+        raise ValueError(
+            f"{label}: a delay of {delay:.0f} s is beyond IMPORTER_MAX_COUNTDOWN "
+            f"({settings.IMPORTER_MAX_COUNTDOWN} s)"
+        )

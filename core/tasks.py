@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task, shared_task
+from celery.result import AsyncResult
 from celery.signals import task_postrun, task_prerun
 from celery.utils.log import get_task_logger
 from django.conf import settings
@@ -12,7 +13,7 @@ from django.db import close_old_connections
 
 from .database import UNAVAILABLE
 from .exceptions import InvalidTaskCall, PoisonMessage, TaskFailed
-from .limits import max_worker_losses
+from .limits import check_delay, max_worker_losses
 from .message import Message
 from .receiving import worker_losses
 
@@ -52,6 +53,28 @@ class MethodCaller(Task):  # type: ignore[type-arg]
     Strategy = "core.receiving:method_caller_strategy"
     #: And with a pool process lost while running it.
     Request = "core.receiving:MethodCallRequest"
+
+    def apply_async(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        task_id: str | None = None,
+        producer: Any = None,
+        link: Any = None,
+        link_error: Any = None,
+        shadow: str | None = None,
+        **options: Any,
+    ) -> AsyncResult[Any]:
+        """Celery's ``apply_async``, after checking the ``countdown`` and ``eta``.
+
+        Every way of sending ends here: ``as_task``, a signature (``.s()``, ``.si()``, ``.set()``)
+        and a chain, group or chord of them, a retry.
+
+        Raises:
+            TypeError, ValueError: see ``core.limits.check_delay``.
+        """
+        check_delay(shadow or self.name, options)
+        return super().apply_async(args, kwargs, task_id, producer, link, link_error, shadow, **options)
 
 
 @shared_task(

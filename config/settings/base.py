@@ -134,7 +134,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One message at a time per pool process: long imports do not hold others back, and a dying
 # worker has few messages in flight.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# The longest countdown or ETA an importer task may be sent with (TaskSender enforces it).
+# The longest countdown or ETA an importer task may be sent with (the method caller's apply_async
+# enforces it, for signatures, chains and groups too).
 IMPORTER_MAX_COUNTDOWN = env.int("IMPORTER_MAX_COUNTDOWN", default=600)
 # How deep a task method's argument may nest (1 to 100). Real arguments nest two or three levels;
 # a worker's main process pickles them for its pool, and a list nested some 485 levels deep
