@@ -31,6 +31,19 @@ class TaskFailed(ImporterError):
     """
 
 
+class PoisonMessage(ImporterError):
+    """A call whose task killed the pool process running it ``IMPORTER_MAX_WORKER_LOSSES`` times.
+
+    It is not run again: its importer's ``poisoned()`` hook is called instead, then the message
+    is discarded. ``task_id`` is the Celery task's; ``losses`` how many pool processes it killed.
+    """
+
+    def __init__(self, message: str, *, task_id: str | None = None, losses: int = 0) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.losses = losses
+
+
 class EnqueueFailed(ImporterError):
     """The broker could not be reached (after Celery's publish retries) while sending calls.
 

@@ -17,11 +17,15 @@ import inspect
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from .registry import registry
 from .sender import TaskSender
 from .typecheck import ArgumentTypes
+
+if TYPE_CHECKING:
+    from .exceptions import PoisonMessage
+    from .message import Message
 
 __all__ = ("BaseImporter", "ImporterMeta", "TaskMethod", "as_task")
 
@@ -225,3 +229,16 @@ class BaseImporter(metaclass=ImporterMeta):
     queue: ClassVar[str | None] = None
     #: The id of the Celery task running the current call; ``None`` when called directly.
     task_id: str | None = None
+
+    @classmethod
+    def poisoned(cls, message: Message, error: PoisonMessage) -> None:
+        """Called on a worker instead of a task method whose call has killed its pool process too often.
+
+        ``message`` is the call (``message.method_name``, ``message.args``, ``message.kwargs``),
+        whose task killed the pool process running it ``IMPORTER_MAX_WORKER_LOSSES`` times (out
+        of memory, say); it is not run again, and is discarded once this returns. Override it to
+        record the failure of what the call was for; ``error`` says what happened, and
+        ``error.task_id`` is the task's id. This one does nothing. An exception it raises is
+        logged, and the message discarded all the same; but an unavailable database sends the
+        call again, as it does for a task method, so that the hook can run once it is back.
+        """

@@ -94,7 +94,8 @@ class Message:
             raise InvalidTaskCall(f"{importer_name} is an abstract importer and cannot run tasks")
         # The allow-list: only names the class declared as task methods, never any attribute.
         if method_name not in importer.task_methods:
-            raise InvalidTaskCall(f"{importer_name}.{method_name!s:.80} is not a declared task method")
+            # Quoted, and cut short: the name is the sender's, and goes into the worker's log.
+            raise InvalidTaskCall(f"{method_name!r:.80} is not a declared task method of {importer_name}")
         try:
             args, kwargs = unpack(args, kwargs)
             message = cls(importer, method_name, (*chained, *args), kwargs)

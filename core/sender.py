@@ -11,17 +11,16 @@ import contextlib
 import contextvars
 import functools
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec
 
 from celery import current_app
 from celery.utils import uuid
-from django.conf import settings
 from django.db import transaction
 from kombu.exceptions import OperationalError
 
 from .arguments import json_round_trip
 from .exceptions import EnqueueFailed
+from .limits import check_delay
 from .message import Message
 from .tasks import call_importer_method
 
@@ -100,8 +99,9 @@ class TaskSender(Generic[P]):
         sent when the transaction commits.
 
         Raises:
-            TypeError: the call cannot be sent (see the class).
-            ValueError: a countdown or ETA beyond ``settings.IMPORTER_MAX_COUNTDOWN``.
+            TypeError: the call cannot be sent (see the class), or ``countdown`` or ``eta`` is
+                not a number of seconds or a datetime.
+            ValueError: a naive ``eta``, or a countdown or ETA beyond ``IMPORTER_MAX_COUNTDOWN``.
             kombu.exceptions.OperationalError: the broker could not be reached.
         """
         if _in_process.get():
@@ -180,20 +180,14 @@ class TaskSender(Generic[P]):
         """Celery options: the call's, over the method's declared ones, over the importer's queue.
 
         Raises:
-            ValueError: a countdown or ETA beyond ``settings.IMPORTER_MAX_COUNTDOWN``, which could
-                outlive the broker's visibility timeout and run the task twice.
+            TypeError, ValueError: a countdown or ETA that is not a number of seconds or an aware
+                datetime, or beyond ``IMPORTER_MAX_COUNTDOWN`` (see ``core.limits.check_delay``).
         """
         options = {"shadow": self.label, **self.method.options, **options}
         if self.importer.queue is not None:
             options.setdefault("queue", self.importer.queue)
-        delay = options.get("countdown") or 0
-        if options.get("eta") is not None:
-            delay = max(delay, (options["eta"] - datetime.now(UTC)).total_seconds())
-        if delay > settings.IMPORTER_MAX_COUNTDOWN:
-            raise ValueError(
-                f"{self.label}: a delay of {delay:.0f} s is beyond IMPORTER_MAX_COUNTDOWN "
-                f"({settings.IMPORTER_MAX_COUNTDOWN} s)"
-            )
+        # Here as well as in the method caller's apply_async: a call sent at commit is checked now.
+        check_delay(self.label, options)
         return options
 
     def __repr__(self) -> str:

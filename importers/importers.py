@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.result import EagerResult
 from django.conf import settings
 
 from core.database import UNAVAILABLE
-from core.exceptions import EnqueueFailed, TaskFailed
+from core.exceptions import EnqueueFailed, PoisonMessage, TaskFailed
 from core.importer import BaseImporter, as_task
 
 from .documents import Batch, Fetched
@@ -20,6 +20,9 @@ from .entity_ids import InvalidEntityId, normalize
 from .fetch import MAX_BATCH, EntityInvalid, EntityMissing, FetchError, FetchFailed, fetch_batch, fetch_entity
 from .models import Status
 from .storage import Storage
+
+if TYPE_CHECKING:
+    from core.message import Message
 
 T = TypeVar("T")
 
@@ -166,6 +169,24 @@ class WikidataImporter(BaseImporter):
                 return self._fetch_failed(storage, asked_id, error)
             return storage.store(asked_id, fetched)
 
+    @classmethod
+    def poisoned(cls, message: Message, error: PoisonMessage) -> None:
+        """Record ``failed`` for the ids of an ``import_single`` or ``import_batch`` call not run again.
+
+        Its task killed the pool process running it too often (see ``BaseImporter.poisoned``).
+        An ``import_bulk`` call records nothing: each id it sent has a task of its own.
+        """
+        arguments = message.method.signature.bind(None, *message.args, **message.kwargs).arguments
+        if message.method_name == "import_single":
+            ids = [arguments["wikidata_id"]]
+        elif message.method_name == "import_batch":
+            ids = arguments["wikidata_ids"]
+        else:
+            return
+        storage = Storage(arguments.get("run_id"), error.task_id)
+        for asked_id in dict.fromkeys(_asked_id(wikidata_id) for wikidata_id in ids):
+            storage.record(asked_id, Status.FAILED, error=f"not imported: {error}"[:MAX_ERROR])
+
     def _fetch_failed(self, storage: Storage, asked_id: str, error: FetchError) -> Status:
         """Record the outcome a fetch error ends in, and return it.
 
@@ -177,6 +198,14 @@ class WikidataImporter(BaseImporter):
         if status == Status.FAILED:
             raise TaskFailed(f"{asked_id} failed: {error}")
         return status
+
+
+def _asked_id(wikidata_id: str) -> str:
+    """The id as its outcome is recorded: normalized, or cut short where it is not an id at all."""
+    try:
+        return normalize(wikidata_id)
+    except InvalidEntityId:
+        return wikidata_id[:64]
 
 
 def _could_not(what: str, error: BaseException) -> str:

@@ -150,8 +150,23 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One message at a time per pool process: long imports do not hold others back, and a dying
 # worker has few messages in flight.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# The longest countdown or ETA an importer task may be sent with (TaskSender enforces it).
+# The longest countdown or ETA an importer task may be sent with (the method caller's apply_async
+# enforces it, for signatures, chains and groups too).
 IMPORTER_MAX_COUNTDOWN = env.int("IMPORTER_MAX_COUNTDOWN", default=600)
+# How deep a task method's argument may nest (1 to 100). Real arguments nest two or three levels;
+# a worker's main process pickles them for its pool, and a list nested some 485 levels deep
+# exhausts Python's stack there and stops the worker. A worker refuses, before its pool sees it,
+# a message nested deeper than twice this plus 32 levels of envelope (core.receiving).
+IMPORTER_MAX_ARGUMENT_DEPTH = env.int("IMPORTER_MAX_ARGUMENT_DEPTH", default=32)
+# The largest task message body, in bytes of JSON, that a worker reads (64 KiB to 64 MiB); the
+# sender refuses arguments larger than this less 4 KiB. The largest real call, a batch of 50
+# ids, takes about 1 KB; a worker's main process decodes a body into several times its size.
+IMPORTER_MAX_MESSAGE_BYTES = env.int("IMPORTER_MAX_MESSAGE_BYTES", default=1024 * 1024)
+# A message whose task killed the pool process running it this many times (out of memory,
+# os._exit, a crash in C) is not run again: its importer's poisoned() hook records the failure,
+# and it is discarded. Without a bound, task_reject_on_worker_lost would redeliver it forever.
+# Counted in a header of the message, so across workers (core.receiving).
+IMPORTER_MAX_WORKER_LOSSES = env.int("IMPORTER_MAX_WORKER_LOSSES", default=3)
 # With the database unavailable, a task waits this many seconds for it, trying again (keeping
 # what it fetched); then the method caller sends the task again, up to IMPORTER_DATABASE_RETRIES
 # times with a countdown doubling from 1 s to IMPORTER_DATABASE_RETRY_MAX_COUNTDOWN: about 8 minutes

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 from core.arguments import json_round_trip, pack, unpack
 
@@ -103,3 +104,83 @@ def test_a_forged_tag_that_cannot_be_rebuilt_is_a_type_error() -> None:
         unpack([{"__set__": [[1]]}], {})
     with pytest.raises(TypeError, match="must hold a list"):
         unpack([{"__tuple__": "abc"}], {})
+
+
+WRAP: dict[str, Any] = {
+    "list": lambda inner: [inner],
+    "tuple": lambda inner: (inner,),
+    "dict": lambda inner: {"k": inner},
+}
+
+
+def nested(depth: int, kind: str = "list") -> Any:
+    """A value ``depth`` containers of ``kind`` deep, with an int at the bottom."""
+    value: Any = 0
+    for _ in range(depth):
+        value = WRAP[kind](value)
+    return value
+
+
+@pytest.mark.parametrize("kind", ["list", "tuple", "dict"])
+def test_an_argument_as_deep_as_the_limit_makes_the_round_trip(kind: str, settings: Any) -> None:
+    value = nested(settings.IMPORTER_MAX_ARGUMENT_DEPTH, kind)
+    args, kwargs = pack((value,), {})
+    assert same(unpack(*json_round_trip([args, kwargs]))[0][0], value)
+
+
+@pytest.mark.parametrize("kind", ["list", "tuple", "dict"])
+def test_an_argument_nested_deeper_than_the_limit_is_refused_with_its_path(kind: str, settings: Any) -> None:
+    settings.IMPORTER_MAX_ARGUMENT_DEPTH = 3
+    with pytest.raises(TypeError) as caught:
+        pack((), {"value": nested(4, kind)})
+    step = "['k']" if kind == "dict" else "[0]"
+    reason = "nests deeper than 3 levels (IMPORTER_MAX_ARGUMENT_DEPTH): send flatter data"
+    assert str(caught.value) == f"kwargs['value']{step * 3} {reason}"
+
+
+def test_a_set_counts_as_one_level_as_its_elements_do() -> None:
+    pack(({nested(31, "tuple")},), {})
+    with pytest.raises(TypeError, match=r"^args\[0\] \(an element\)(\[0\]){31} nests deeper"):
+        pack(({nested(32, "tuple")},), {})
+
+
+def test_a_list_nested_485_deep_is_refused_before_it_can_exhaust_the_stack() -> None:
+    with pytest.raises(TypeError, match="IMPORTER_MAX_ARGUMENT_DEPTH"):
+        pack((nested(485),), {})
+
+
+def test_a_forged_argument_nested_deeper_than_the_limit_is_refused_on_unpacking(settings: Any) -> None:
+    settings.IMPORTER_MAX_ARGUMENT_DEPTH = 3
+    unpack([[[[1]]]], {"ok": {"__tuple__": [[{"k": 1}]]}})  # a tagged tuple is one level, as packed
+    with pytest.raises(TypeError, match=r"^args\[0\]\[0\]\[0\]\[0\] nests deeper than 3 levels"):
+        unpack([[[[[1]]]]], {})
+    with pytest.raises(TypeError, match=r"^kwargs\['t'\]\[0\]\[0\]\['k'\] nests deeper"):
+        unpack([], {"t": {"__tuple__": [[{"k": [1]}]]}})
+
+
+def test_arguments_larger_than_a_message_may_carry_are_refused_naming_the_largest(settings: Any) -> None:
+    settings.IMPORTER_MAX_MESSAGE_BYTES = 64 * 1024
+    room = 64 * 1024 - 4096
+    pack(("x" * (room - 100),), {})
+    with pytest.raises(TypeError) as caught:
+        pack(("small",), {"ids": ["Q1"] * 20_000})
+    assert str(caught.value).startswith("kwargs['ids'] takes 120,000 bytes as JSON, and the arguments 120,")
+    assert f"at most {room:,} (IMPORTER_MAX_MESSAGE_BYTES less 4,096" in str(caught.value)
+    # Measured as it travels: escaped non-ASCII text takes six bytes a character.
+    with pytest.raises(TypeError, match=r"^args\[0\] takes 72,002 bytes"):
+        pack(("é" * 12_000,), {})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("IMPORTER_MAX_ARGUMENT_DEPTH", 0),
+        ("IMPORTER_MAX_ARGUMENT_DEPTH", 485),
+        ("IMPORTER_MAX_ARGUMENT_DEPTH", "32"),
+        ("IMPORTER_MAX_MESSAGE_BYTES", 100),
+    ],
+)
+def test_a_bound_set_outside_its_safe_range_stops_the_call(name: str, value: Any, settings: Any) -> None:
+    setattr(settings, name, value)
+    with pytest.raises(ImproperlyConfigured, match=name):
+        pack(([1],), {})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import gc
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from tests.example_app.importers import (
     Recorder,
     UndecoratedOverride,
 )
+from tests.support.workers import CeleryWorker
 
 
 @pytest.fixture(autouse=True)
@@ -251,6 +252,78 @@ def test_a_delay_beyond_the_visibility_window_is_refused(settings: Any) -> None:
     with pytest.raises(ValueError, match="beyond IMPORTER_MAX_COUNTDOWN"):
         sender.apply_async(args=(1, 2), eta=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1))
     assert sender.apply_async(args=(1, 2), countdown=60).get() == 3
+
+
+LATER = datetime.timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        lambda: Recorder().add.as_task.s(1, 2).apply_async(countdown=61),
+        lambda: Recorder().add.as_task.si(1, 2).apply_async(countdown=61),
+        lambda: Recorder().add.as_task.s(1, 2).set(countdown=61).delay(),
+        lambda: Recorder().add.as_task.si(1, 2).apply_async(eta=datetime.datetime.now(datetime.UTC) + LATER),
+    ],
+    ids=["s", "si", "set", "eta"],
+)
+def test_signatures_cannot_be_sent_with_a_delay_beyond_the_visibility_window_either(
+    settings: Any, send: Callable[[], Any]
+) -> None:
+    settings.IMPORTER_MAX_COUNTDOWN = 60
+    with pytest.raises(ValueError, match=r"^Recorder\.add: a delay of (61|3600) s is beyond IMPORTER_MAX_"):
+        send()
+    assert Recorder().add.as_task.s(1, 2).apply_async(countdown=60).get() == 3
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        lambda: chain(Recorder().add.as_task.s(1, 2), Recorder().add.as_task.s(3)).apply_async(countdown=61),
+        lambda: group([Recorder().add.as_task.si(1, 2)]).apply_async(countdown=61),
+    ],
+    ids=["chain", "group"],
+)
+def test_a_canvas_cannot_be_sent_with_a_delay_beyond_the_visibility_window(
+    live: CeleryWorker, published: list[dict[str, Any]], settings: Any, send: Callable[[], Any]
+) -> None:
+    """With a broker: eagerly, a chain or group runs its tasks with apply(), where no delay applies."""
+    settings.IMPORTER_MAX_COUNTDOWN = 60
+    with pytest.raises(ValueError, match=r"^Recorder\.add: a delay of 61 s is beyond IMPORTER_MAX_COUNTDOWN"):
+        send()
+    assert published == []
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        (
+            {"eta": datetime.datetime(2030, 1, 1, 12)},
+            ValueError,
+            "Recorder.add: eta 2030-01-01T12:00:00 is naive: give it a timezone, "
+            "e.g. datetime.now(UTC) + timedelta(minutes=5)",
+        ),
+        (
+            {"eta": "2030-01-01T12:00:00+00:00"},
+            TypeError,
+            "Recorder.add: eta must be a datetime with a timezone, e.g. datetime.now(UTC) + "
+            "timedelta(minutes=5), not str '2030-01-01T12:00:00+00:00'",
+        ),
+        ({"countdown": "10"}, TypeError, "Recorder.add: countdown must be a number of seconds, not str '10'"),
+        ({"countdown": float("nan")}, ValueError, "Recorder.add: countdown must be a finite number"),
+    ],
+)
+def test_a_countdown_or_eta_of_the_wrong_kind_is_refused_naming_the_problem(
+    options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    sends: list[Callable[[], Any]] = [
+        lambda: Recorder().add.as_task.apply_async(args=(1, 2), **options),
+        lambda: Recorder().add.as_task.s(1, 2).apply_async(**options),
+    ]
+    for send in sends:
+        with pytest.raises(error) as caught:
+            send()
+        assert str(caught.value).startswith(message)
 
 
 def test_an_importer_can_send_its_tasks_to_a_queue_of_its_own() -> None:

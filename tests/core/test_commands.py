@@ -109,6 +109,19 @@ def test_run_importer_runs_a_task_method_with_json_arguments(sync: list[str]) ->
             ["WikidataImporter", "import_single", "Q42", "--kwarg", 'run_id="7"'],
             "run_id is a str ('7'), expected int | None",
         ),
+        # Nested deep enough to stop a worker that tried to hand it to its pool.
+        (
+            ["WikidataImporter", "import_single", "[" * 485 + "]" * 485],
+            "WikidataImporter.import_single(): wikidata_id is a list ([[[[...]]]]), expected str",
+        ),
+        (
+            ["Recorder", "echo", "[" * 485 + "]" * 485],
+            f"Recorder.echo(): args[0]{'[0]' * 32} nests deeper than 32 levels (IMPORTER_MAX_ARGUMENT_DEPTH)",
+        ),
+        (
+            ["Recorder", "echo", json.dumps(["Q1"] * 200_000)],
+            "Recorder.echo(): args[0] takes 1,200,000 bytes as JSON",
+        ),
     ],
 )
 def test_run_importer_turns_mistakes_into_command_errors(args: list[str], message: str) -> None:

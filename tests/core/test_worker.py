@@ -90,9 +90,9 @@ def test_signatures_compose_on_the_worker(live: CeleryWorker) -> None:
     ("message", "reason"),
     [
         (["NoSuchImporter", "echo", [1], {}], "No importer registered under 'NoSuchImporter'"),
-        (["Recorder", "__init__", [], {}], "Recorder.__init__ is not a declared task method"),
-        (["Recorder", "undeclared", [], {}], "Recorder.undeclared is not a declared task method"),
-        (["Recorder", "_private", [], {}], "Recorder._private is not a declared task method"),
+        (["Recorder", "__init__", [], {}], "'__init__' is not a declared task method of Recorder"),
+        (["Recorder", "undeclared", [], {}], "'undeclared' is not a declared task method of Recorder"),
+        (["Recorder", "_private", [], {}], "'_private' is not a declared task method of Recorder"),
         (["Recorder", "add", "not a list", {}], "args must be a JSON list"),
         (["Recorder", "add", ["40", 2], {}], "Recorder.add(): left is a str ('40'), expected int"),
     ],

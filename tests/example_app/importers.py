@@ -8,9 +8,18 @@ Each method reports which class's code ran on which instance, so a test can tell
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+import signal
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from celery.exceptions import SoftTimeLimitExceeded
 
 from core.importer import BaseImporter, as_task
+from importers.importers import WikidataImporter
+
+if TYPE_CHECKING:
+    from core.exceptions import PoisonMessage
+    from core.message import Message
 
 
 def report(importer: BaseImporter, code: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -96,3 +105,50 @@ def record(event: str, value: Any) -> None:
     if log:
         with open(log, "a", encoding="utf-8") as file:
             file.write(f"{event} {value!r}\n")
+
+
+class Misbehaving(BaseImporter):
+    """Task methods that misbehave on purpose: outstay their time limits, kill their own process."""
+
+    @as_task
+    def stall(self, seconds: float) -> str:
+        """Sleep ``seconds``, ignoring the soft time limit: only the hard one stops it."""
+        return stall(seconds)
+
+    @as_task(soft_time_limit=1, time_limit=2)
+    def stall_briefly(self, seconds: float) -> str:
+        """``stall``, with time limits of its own."""
+        return stall(seconds)
+
+    @as_task
+    def die(self, marker: str) -> None:
+        """Kill the process running it, as the out-of-memory killer would."""
+        record("die", marker)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    @classmethod
+    def poisoned(cls, message: Message, error: PoisonMessage) -> None:
+        record("poisoned", (message.label, message.args, error.losses, error.task_id))
+
+
+class LethalWikidataImporter(WikidataImporter):
+    """The Wikidata importer, whose imports kill the process running them."""
+
+    # mypy sees plain functions replace task methods; the metaclass keeps them task methods.
+    def import_single(self, wikidata_id: str, run_id: int | None = None) -> str:  # type: ignore[override]
+        os.kill(os.getpid(), signal.SIGKILL)
+        return "never"
+
+    def import_batch(self, wikidata_ids: list[str], run_id: int | None = None) -> dict[str, str]:  # type: ignore[override]
+        os.kill(os.getpid(), signal.SIGKILL)
+        return {}
+
+
+def stall(seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            record("soft time limit", None)
+    return "done"
