@@ -9,6 +9,7 @@ anything is built.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,12 @@ if TYPE_CHECKING:
     from .importer import BaseImporter, TaskMethod
 
 __all__ = ("Message", "WireMessage")
+
+# A logged call shows enough of its arguments to tell which call it was, never a whole document.
+MAX_LOGGED_CALL = 300
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 80
+_short.maxlevel = 3
 
 WireMessage = tuple[str, str, list[JSONValue], dict[str, JSONValue]]
 
@@ -103,6 +110,13 @@ class Message:
         except TypeError as error:
             raise InvalidTaskCall(f"{importer_name}.{method_name}(): {error}") from None
         return message
+
+    def call(self) -> str:
+        """The call as Python would write it, each argument's repr bounded: for logs, one line."""
+        arguments = [_short.repr(value) for value in self.args]
+        arguments += [f"{name}={_short.repr(value)}" for name, value in self.kwargs.items()]
+        # repr() escapes what could start a line of its own; the names are declared ones.
+        return f"{self.label}({', '.join(arguments)})"[:MAX_LOGGED_CALL]
 
     def run(self, task_id: str | None = None) -> Any:
         """Make an importer and call the method; return what it returns.

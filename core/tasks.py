@@ -118,6 +118,7 @@ def call_importer_method(self: Task[Any, Any], *body: Any) -> Any:
             )  # fmt: skip
             _poisoned(message, poison)
             raise poison
+        logger.info("runs %s", message.call())  # which call: the id a task imports, for one
         return message.run(task_id=self.request.id)
     except UNAVAILABLE as error:
         if self.request.is_eager:
