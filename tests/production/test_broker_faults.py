@@ -155,3 +155,16 @@ def test_waiting_with_no_worker_on_the_queue_says_so(
     assert done.returncode == 1
     assert f"No worker consumes the '{settings.WIKIDATA_QUEUE}' queue: start one" in done.stderr
     assert "Gave up waiting after 8 s" in done.stderr
+
+
+def test_run_importer_with_a_broker_and_no_result_backend_sends_and_exits_0(
+    private_redis: RedisServer, deploy: Callable[..., Deployment]
+) -> None:
+    # The documented production setup keeps no results; run_importer used to send the task and
+    # then die asking for its result ('DisabledBackend' object has no attribute ...).
+    site = deploy(private_redis.url)
+    env = {**site.environment(), "CELERY_RESULT_BACKEND": ""}
+    done = manage("run_importer", "Recorder", "add", "1", "2", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Sent Recorder.add as task ")
+    assert private_redis.client().llen(settings.CELERY_TASK_DEFAULT_QUEUE) == 1  # sent once
