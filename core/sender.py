@@ -67,16 +67,18 @@ class TaskSender(Generic[P]):
     def __init__(self, importer: type[BaseImporter], method_name: str) -> None:
         self.importer = importer
         self.method_name = method_name
+        # What every call of this sender has in common: its label and declaration.
+        self._call = Message(importer, method_name)
 
     @property
     def label(self) -> str:
         """``"<importer key>.<method>"``: how the call shows in worker logs and monitoring."""
-        return f"{self.importer.importer_name}.{self.method_name}"
+        return self._call.label
 
     @property
     def method(self) -> TaskMethod:
         """The task method's declaration: signature, argument types, default options."""
-        return self.importer.task_methods[self.method_name]
+        return self._call.method
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[Any]:
         """Send the call; return its ``AsyncResult``."""

@@ -396,29 +396,27 @@ class RunOutcomeStatusFilter(admin.SimpleListFilter):
         return queryset.filter(status="" if value == NO_OUTCOME else value)
 
 
+class OutcomeAdmin(EntityAutocompleteAdmin):
+    """What the two outcome lists share: their run and entity in the same query, never a document."""
+
+    list_select_related = ("run", "entity")
+    search_fields = ("wikidata_id",)
+    raw_id_fields = ("run",)
+    autocomplete_fields = ("entity",)
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
+        return super().get_queryset(request).select_related("run", "entity").defer("entity__data")
+
+
 @admin.register(RunOutcome)
-class RunOutcomeAdmin(EntityAutocompleteAdmin):
+class RunOutcomeAdmin(OutcomeAdmin):
     list_display = ("wikidata_id", "run", "status", "origin", "entity", "attempts", "error", "updated_at")
     list_filter = (RunFilter, RunOutcomeStatusFilter)
     show_full_result_count = False  # every run's outcomes, counted to show one run's
-    list_select_related = ("run", "entity")
-    search_fields = ("wikidata_id",)
-    raw_id_fields = ("run",)
-    autocomplete_fields = ("entity",)
-
-    def get_queryset(self, request: HttpRequest) -> models.QuerySet[RunOutcome]:
-        return super().get_queryset(request).select_related("run", "entity").defer("entity__data")
 
 
 @admin.register(ImportOutcome)
-class ImportOutcomeAdmin(EntityAutocompleteAdmin):
+class ImportOutcomeAdmin(OutcomeAdmin):
     list_display = ("wikidata_id", "status", "entity", "attempts", "error", "run", "updated_at")
     list_filter = ("status",)
     show_full_result_count = False  # a second COUNT of a table as large as the entities'
-    list_select_related = ("run", "entity")
-    search_fields = ("wikidata_id",)
-    raw_id_fields = ("run",)
-    autocomplete_fields = ("entity",)
-
-    def get_queryset(self, request: HttpRequest) -> models.QuerySet[ImportOutcome]:
-        return super().get_queryset(request).select_related("run", "entity").defer("entity__data")

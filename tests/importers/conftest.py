@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import pytest
 from django.core.management import call_command
 
+from core.exceptions import TaskFailed
+from importers.importers import WikidataImporter
+from importers.models import ImportOutcome
 from tests.importers.entities import HUMAN, LEXEME, PROPERTY, STUTTGART
 from tests.support.wikidata_server import StandInWikidata
 
@@ -35,3 +39,14 @@ def import_wikidata(*args: str) -> str:
     out = io.StringIO()
     call_command("import_wikidata", *args, stdout=out, stderr=io.StringIO())
     return out.getvalue()
+
+
+def import_in(mode: str, wikidata_id: str = "Q1022") -> ImportOutcome:
+    """Import ``wikidata_id`` alone, or in a batch with P31; return its outcome."""
+    importer = WikidataImporter()
+    if mode == "single":
+        with contextlib.suppress(TaskFailed):  # a failed outcome fails the task too
+            importer.import_single(wikidata_id)
+    else:
+        importer.import_batch([wikidata_id, "P31"])
+    return ImportOutcome.objects.get(pk=wikidata_id)

@@ -6,7 +6,6 @@ Most cases run in both modes: one request per id (the ``wikidata`` package's cli
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import gzip
 import json
@@ -23,10 +22,10 @@ import pytest
 from django.db import connection
 
 from config.celery_app import app
-from core.exceptions import TaskFailed
 from importers.fetch import FetchFailed, fetch_entity, longest_fetch_seconds
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, WikidataEntity
+from tests.importers.conftest import import_in
 from tests.importers.entities import STUTTGART, item, texts
 from tests.support.outcomes import wait_for_outcomes
 from tests.support.wikidata_server import Fault, StandInWikidata
@@ -41,17 +40,6 @@ JSON = {"Content-Type": "application/json; charset=utf-8"}
 def entity_data(document: dict[str, Any]) -> bytes:
     """The body Special:EntityData answers for ``document`` (wbgetentities accepts the shape too)."""
     return json.dumps({"entities": {document["id"]: document}}).encode()
-
-
-def import_in(mode: str, wikidata_id: str = "Q1022") -> ImportOutcome:
-    """Import ``wikidata_id`` alone, or in a batch with P31; return its outcome."""
-    importer = WikidataImporter()
-    if mode == "single":
-        with contextlib.suppress(TaskFailed):  # a failed outcome fails the task too
-            importer.import_single(wikidata_id)
-    else:
-        importer.import_batch([wikidata_id, "P31"])
-    return ImportOutcome.objects.get(pk=wikidata_id)
 
 
 def stored(wikidata_id: str = "Q1022") -> bool:

@@ -6,7 +6,6 @@ PostgreSQL alike, whether one id is fetched alone or in a wbgetentities batch.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from typing import Any
 
@@ -14,28 +13,17 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from core.exceptions import TaskFailed
 from importers.documents import Fetched
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, WikidataEntity, WikidataRedirect
 from importers.storage import Storage, upsert_newer
+from tests.importers.conftest import import_in
 from tests.importers.entities import PROPERTY, STUTTGART, item, texts
 from tests.support.wikidata_server import Fault, StandInWikidata
 
 pytestmark = pytest.mark.django_db
 Status = ImportOutcome.Status
 MODES = ["single", "batch"]
-
-
-def import_in(mode: str, wikidata_id: str = "Q1022") -> ImportOutcome:
-    """Import ``wikidata_id`` alone, or in a batch with P31; return its outcome."""
-    importer = WikidataImporter()
-    if mode == "single":
-        with contextlib.suppress(TaskFailed):  # a failed outcome fails the task too
-            importer.import_single(wikidata_id)
-    else:
-        importer.import_batch([wikidata_id, "P31"])
-    return ImportOutcome.objects.get(pk=wikidata_id)
 
 
 def revision(wikidata_id: str = "Q1022") -> tuple[int | None, str]:
