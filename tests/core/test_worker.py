@@ -128,7 +128,7 @@ def test_in_process_runs_every_call_here_even_with_workers(live: CeleryWorker, r
 
 def test_the_worker_log_says_which_call_a_task_ran(live: CeleryWorker) -> None:
     # Before, its lines named the method and the task id, never the arguments (the id imported).
-    assert Recorder().echo.as_task({"ids": ["Q1022"]}, kind="x" * 500).get(timeout=TIMEOUT)
-    (line,) = [line for line in live.log_text().splitlines() if "runs Recorder.echo({'ids'" in line]
-    assert "Recorder.echo({'ids': ['Q1022']}, kind='xxxx" in line
+    assert Recorder().echo.as_task({"which": ["Q1022"]}, kind="x" * 500).get(timeout=TIMEOUT)
+    (line,) = [line for line in live.log_text().splitlines() if "runs Recorder.echo({'which'" in line]
+    assert "Recorder.echo({'which': ['Q1022']}, kind='xxxx" in line
     assert len(line) < 500
