@@ -187,24 +187,17 @@ class OpensAFile:
 
 def send_pickled(task_id: str, marker: Path) -> None:
     """Publish, with kombu itself, a method-caller message whose body is a pickle."""
-    amqp: Any = app.amqp  # not in the type stubs
-    message = amqp.as_task_v2(
-        task_id, METHOD_CALLER, args=["WikidataImporter", "import_single", [], {"wikidata_id": "Q1022"}]
+    call = ["WikidataImporter", "import_single", [], {"wikidata_id": "Q1022"}]
+    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}  # as Celery sends it
+    body = pickle.dumps(([*call, OpensAFile(marker)], {}, embed))
+    publish(
+        body,
+        task_id,
+        args=call,
+        queue=settings.WIKIDATA_QUEUE,
+        content_type="application/x-python-serialize",
+        content_encoding="binary",
     )
-    args, kwargs, embed = message.body
-    body = pickle.dumps(([*args, OpensAFile(marker)], kwargs, embed))
-    queue = amqp.queues[settings.WIKIDATA_QUEUE]
-    with app.connection_for_write() as connection:
-        Producer(connection).publish(
-            body,
-            exchange=queue.exchange,
-            routing_key=queue.routing_key,
-            declare=[queue],
-            content_type="application/x-python-serialize",
-            content_encoding="binary",
-            headers=message.headers,
-            **message.properties,
-        )
 
 
 # What each forged message is, and the reason the worker logs when it refuses it.
@@ -312,23 +305,33 @@ def broker(request: pytest.FixtureRequest) -> Broker:
     return Broker(url, vhost=url.rsplit("/", 1)[1])
 
 
-def publish(body: str | bytes, task_id: str, **headers: Any) -> None:
+def publish(
+    body: str | bytes,
+    task_id: str,
+    *,
+    args: list[Any] | None = None,
+    queue: str | None = None,
+    content_type: str = "application/json",
+    content_encoding: str = "utf-8",
+    **headers: Any,
+) -> None:
     """Publish a method-caller message with kombu: ``body`` as is, Celery's headers and ``headers``.
 
-    It goes to the default queue, where ``Recorder``'s tasks go too: one pool process takes them
-    in the order they were sent.
+    Celery's headers are those of a call with ``args``. It goes to ``queue``, by default the
+    default queue, where ``Recorder``'s tasks go too: one pool process takes them in the order
+    they were sent.
     """
     amqp: Any = app.amqp  # not in the type stubs
-    message = amqp.as_task_v2(task_id, METHOD_CALLER, args=[])
-    queue = amqp.queues[settings.CELERY_TASK_DEFAULT_QUEUE]
+    message = amqp.as_task_v2(task_id, METHOD_CALLER, args=args or [])
+    route = amqp.queues[queue or settings.CELERY_TASK_DEFAULT_QUEUE]
     with app.connection_for_write() as connection:
         Producer(connection).publish(
             body,
-            exchange=queue.exchange,
-            routing_key=queue.routing_key,
-            declare=[queue],
-            content_type="application/json",
-            content_encoding="utf-8",
+            exchange=route.exchange,
+            routing_key=route.routing_key,
+            declare=[route],
+            content_type=content_type,
+            content_encoding=content_encoding,
             headers={**message.headers, **headers},
             **message.properties,
         )
