@@ -6,3 +6,7 @@ from django.apps import AppConfig
 class ImportersConfig(AppConfig):
     name = "importers"
     verbose_name = "Importers"
+
+    def ready(self) -> None:
+        # The importers module holds the API importer; the dump importer is registered beside it.
+        from . import dump_importer  # noqa: F401

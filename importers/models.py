@@ -169,3 +169,72 @@ class ImportOutcome(OutcomeFields):
 
     def __str__(self) -> str:
         return f"{self.wikidata_id} {self.status}"
+
+
+class DumpImport(models.Model):
+    """One ``import_wikidata_dump`` of a dump file with one set of filters, resumed until every chunk is done.
+
+    The file is known by its path, size and modification time: a dump replaced at the same path
+    is another dump, whose chunks would not be the same.
+    """
+
+    path = models.TextField(help_text="The dump's absolute path, the same on every worker.")
+    size = models.BigIntegerField(help_text="The file's size in bytes (compressed, for a compressed dump).")
+    mtime_ns = models.BigIntegerField(help_text="The file's modification time, in nanoseconds.")
+    filters = models.JSONField(default=dict, help_text="Entity types, --where conditions and --ids file.")
+    chunk_bytes = models.BigIntegerField(help_text="Chunks end at the first line end past this many bytes.")
+    chunk_dir = models.TextField(blank=True, help_text="Where chunk files go (compressed dumps).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    chunks = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Known once the dump was read to its end."
+    )
+    split_error = models.TextField(blank=True, help_text="Why the dump could not be read to its end.")
+
+    class Meta:
+        indexes = (models.Index(fields=["path", "size", "mtime_ns"]),)
+
+    def __str__(self) -> str:
+        return f"Dump import {self.pk}: {self.path}"
+
+
+class ChunkStatus(models.TextChoices):
+    """Where one chunk of a dump stands."""
+
+    PENDING = "pending", "pending: sent, not finished"
+    DONE = "done", "done: every line has an outcome"
+    FAILED = "failed", "failed: nothing of it was written"
+
+
+class DumpChunk(models.Model):
+    """A run of whole lines of a dump, imported by one task in one transaction with its counts.
+
+    A chunk of a compressed dump is a file of its own (``file``), written once by the command;
+    a chunk of a plain dump is the byte range ``start``..``end`` of the dump itself.
+    """
+
+    dump = models.ForeignKey(DumpImport, on_delete=models.CASCADE, related_name="chunk_set")
+    number = models.PositiveIntegerField(help_text="0, 1, 2, ... in the order of the dump.")
+    first_line = models.BigIntegerField(help_text="The dump's line number of its first line (from 1).")
+    lines = models.PositiveIntegerField()
+    bytes = models.BigIntegerField(help_text="Uncompressed bytes.")
+    file = models.TextField(help_text="The file the worker reads: a chunk file, or the plain dump.")
+    start = models.BigIntegerField(default=0, help_text="Where in ``file`` the chunk starts.")
+    status = models.CharField(max_length=16, choices=ChunkStatus.choices, default=ChunkStatus.PENDING)
+    entities = models.PositiveIntegerField(default=0, help_text="Entity lines read (bad ones included).")
+    matched = models.PositiveIntegerField(default=0, help_text="Entities that passed the filters.")
+    written = models.PositiveIntegerField(default=0, help_text="Rows inserted or updated (newer revisions).")
+    unchanged = models.PositiveIntegerField(
+        default=0, help_text="Matched, but the stored revision was as new."
+    )
+    bad = models.PositiveIntegerField(default=0, help_text="Lines that are no storable entity.")
+    bad_lines = models.JSONField(default=list, help_text="The first bad lines: [line number, reason].")
+    error = models.TextField(blank=True, help_text="Why the chunk failed.")
+    task_id = models.CharField(max_length=255, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = (models.UniqueConstraint(fields=["dump", "number"], name="one_chunk_per_number"),)
+        indexes = (models.Index(fields=["dump", "status"]),)
+
+    def __str__(self) -> str:
+        return f"Chunk {self.number} of dump import {self.dump_id}: {self.status}"

@@ -239,3 +239,22 @@ WIKIDATA_ATTEMPT_DEADLINE = env.float("WIKIDATA_ATTEMPT_DEADLINE", default=2 * W
 # beyond it is fetched one id at a time. It also bounds the memory a decoded answer takes (a small
 # multiple of its size).
 WIKIDATA_MAX_RESPONSE_BYTES = env.int("WIKIDATA_MAX_RESPONSE_BYTES", default=16 * 1024 * 1024)
+
+# Wikidata JSON dump importer (import_wikidata_dump)
+# ------------------------------------------------------------------------------
+# The queue of the chunk tasks; empty: Celery's default queue, which the Procfile's worker consumes.
+# They make no request to Wikidata, so they stay off WIKIDATA_QUEUE and its concurrency limit.
+WIKIDATA_DUMP_QUEUE = env("WIKIDATA_DUMP_QUEUE", default="")
+# A chunk ends at the first line end past this many (uncompressed) bytes: about 2,500 entities of
+# today's dumps (13 KB each on average), a few seconds of one worker process, well within
+# CELERY_TASK_SOFT_TIME_LIMIT, and enough chunks for every worker process of a large dump.
+WIKIDATA_DUMP_CHUNK_BYTES = env.int("WIKIDATA_DUMP_CHUNK_BYTES", default=32 * 1024 * 1024)
+# Where the command writes the chunks of a compressed dump, for the workers to read at the same
+# path; empty: a directory beside the dump, named after it (<dump>.chunks).
+WIKIDATA_DUMP_CHUNK_DIR = env("WIKIDATA_DUMP_CHUNK_DIR", default="")
+# At most this many chunk files wait for a worker: the command pauses until workers catch up, so
+# that a 1.5 TB dump needs this many chunks' disk (2 GiB by default), not its own size again.
+WIKIDATA_DUMP_MAX_SPOOLED_CHUNKS = env.int("WIKIDATA_DUMP_MAX_SPOOLED_CHUNKS", default=64)
+# The longest line read; a longer one is recorded as a bad line, read in pieces and dropped,
+# never held whole. Wikidata's largest entities serialize to a few MB.
+WIKIDATA_DUMP_MAX_LINE_BYTES = env.int("WIKIDATA_DUMP_MAX_LINE_BYTES", default=16 * 1024 * 1024)

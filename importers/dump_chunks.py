@@ -1,0 +1,288 @@
+"""Importing one chunk of a dump: its lines read, filtered, checked and written, with its counts, at once.
+
+A chunk is done, with its rows and counts, in the same commit, or not at all: a worker killed
+mid-chunk leaves nothing of it, and the chunk redone counts each line once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .documents import UnusableDocument, check, summarize
+from .dump_lines import Filters, entity_text, head_of, with_maps_as_objects
+from .dump_storage import Row, Staging, stored_revisions
+from .entity_ids import read_ids
+from .models import ChunkStatus, DumpChunk
+
+__all__ = ("ChunkCounts", "ChunkUnreadable", "filters_of", "import_chunk", "read_lines")
+
+ENTITY_ID = re.compile(r"[QPL][1-9][0-9]{0,11}")
+# A chunk's bad lines are all counted; the first ones are kept, with why, for people to look at.
+MAX_LISTED_BAD = 100
+MAX_REASON = 200
+# Lines are looked up in the table (their stored revisions) this many at a time: few queries,
+# and a bounded batch in memory whatever the chunk's size.
+BATCH_LINES = 1000
+BATCH_BYTES = 8 * 1024 * 1024
+# The rest of an overlong line is read and dropped in pieces of this size.
+SKIPPED_PIECE = 1 << 20
+
+
+class ChunkUnreadable(Exception):
+    """A chunk's file is missing, or no longer holds the lines the command cut."""
+
+
+@dataclass
+class ChunkCounts:
+    """What became of a chunk's lines: entity lines read, matched, written, unchanged, bad (with why)."""
+
+    entities: int = 0
+    matched: int = 0
+    written: int = 0
+    bad: int = 0
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def unchanged(self) -> int:
+        return self.matched - self.written
+
+    def add_bad(self, number: int, reason: str) -> None:
+        self.bad += 1
+        if len(self.bad_lines) < MAX_LISTED_BAD:
+            self.bad_lines.append((number, reason[:MAX_REASON]))
+
+
+def read_lines(
+    path: str, start: int, end: int, first_line: int, max_bytes: int
+) -> Iterator[tuple[int, bytes | None]]:
+    """Yield ``(line number, line)`` for the lines of ``path`` from byte ``start`` to ``end``; None: overlong.
+
+    A line of more than ``max_bytes`` is read in pieces and dropped, never held whole.
+
+    Raises:
+        ChunkUnreadable: the file is missing, or ends before ``end``.
+    """
+    try:
+        file = open(path, "rb", buffering=SKIPPED_PIECE)  # noqa: SIM115 (closed below; a generator)
+    except FileNotFoundError:
+        raise ChunkUnreadable(
+            f"{path} does not exist: workers must see the dump and its chunk directory at the same path "
+            "as the command"
+        ) from None
+    with file:
+        file.seek(start)
+        position, number = start, first_line
+        while position < end:
+            line = file.readline(min(max_bytes + 1, end - position))
+            if not line:
+                raise ChunkUnreadable(f"{path} ends at byte {position}, before the chunk's end ({end})")
+            position += len(line)
+            if len(line) <= max_bytes or line.endswith(b"\n"):
+                yield number, line
+            else:
+                while not line.endswith(b"\n") and position < end:
+                    line = file.readline(min(SKIPPED_PIECE, end - position))
+                    if not line:
+                        raise ChunkUnreadable(
+                            f"{path} ends at byte {position}, before the chunk's end ({end})"
+                        )
+                    position += len(line)
+                yield number, None
+            number += 1
+
+
+def import_chunk(chunk: DumpChunk, task_id: str | None) -> ChunkCounts | None:
+    """Import a chunk's lines and mark it done, in one transaction; return its counts (None: done already).
+
+    Raises:
+        ChunkUnreadable: its file is missing or shorter than the chunk.
+        OperationalError, InterfaceError: the database became unavailable (nothing was kept).
+    """
+    filters = filters_of(chunk.dump.filters)
+    language = settings.WIKIDATA_LANGUAGE
+    max_bytes = settings.WIKIDATA_DUMP_MAX_LINE_BYTES
+    now = timezone.now()
+    with transaction.atomic():
+        # Two deliveries of one chunk at once: the second waits here, then finds it done.
+        locked = DumpChunk.objects.select_for_update().get(pk=chunk.pk)
+        if locked.status == ChunkStatus.DONE:
+            return None
+        counts = ChunkCounts()
+        staging = Staging()
+        end = chunk.start + chunk.bytes
+        lines = read_lines(chunk.file, chunk.start, end, chunk.first_line, max_bytes)
+        last = chunk.first_line - 1
+        for batch in _batches(lines):
+            last = batch[-1][0]
+            _import_batch(batch, filters, language, max_bytes, counts, staging)
+        if last - chunk.first_line + 1 != chunk.lines:
+            raise ChunkUnreadable(
+                f"{chunk.file} holds {last - chunk.first_line + 1} lines, not {chunk.lines}"
+            )
+        counts.written = staging.upsert(now)
+        DumpChunk.objects.filter(pk=chunk.pk).update(
+            status=ChunkStatus.DONE,
+            entities=counts.entities,
+            matched=counts.matched,
+            written=counts.written,
+            unchanged=counts.unchanged,
+            bad=counts.bad,
+            bad_lines=counts.bad_lines,
+            error="",
+            task_id=task_id or "",
+            updated_at=now,
+        )
+    return counts
+
+
+def _batches(lines: Iterable[tuple[int, bytes | None]]) -> Iterator[list[tuple[int, bytes | None]]]:
+    batch: list[tuple[int, bytes | None]] = []
+    size = 0
+    for number, line in lines:
+        batch.append((number, line))
+        size += len(line) if line is not None else 0
+        if len(batch) >= BATCH_LINES or size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _import_batch(
+    batch: list[tuple[int, bytes | None]],
+    filters: Filters,
+    language: str,
+    max_bytes: int,
+    counts: ChunkCounts,
+    staging: Staging,
+) -> None:
+    """Count, filter and stage a batch of lines; those whose revision is stored are skipped unparsed."""
+    entries = []
+    for number, line in batch:
+        if line is None:
+            counts.entities += 1
+            counts.add_bad(number, f"longer than {max_bytes} bytes (WIKIDATA_DUMP_MAX_LINE_BYTES): not read")
+            continue
+        text = entity_text(line)
+        if text is None:
+            continue
+        counts.entities += 1
+        head = head_of(text)
+        if filters.passes_head(head) and filters.passes_text(text):
+            entries.append((number, text, head))
+    stored = stored_revisions(
+        [
+            head.entity_id
+            for _, _, head in entries
+            if head.entity_id is not None and head.lastrevid is not None
+        ]
+    )
+    for number, text, head in entries:
+        known = stored.get(head.entity_id, None) if head.entity_id is not None else None
+        skip = head.lastrevid is not None and known is not None and known >= head.lastrevid
+        if skip and not (filters.where or head.entity_type is None):
+            counts.matched += 1  # the head told the type and id: the filters are decided
+            continue
+        _import_line(number, text, filters, language, counts, staging, parse_only=skip)
+
+
+def _import_line(
+    number: int,
+    text: bytes,
+    filters: Filters,
+    language: str,
+    counts: ChunkCounts,
+    staging: Staging,
+    parse_only: bool,
+) -> None:
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        counts.add_bad(number, f"not JSON: {error}")
+        return
+    if type(document) is not dict:
+        counts.add_bad(number, f"not an entity: a JSON {type(document).__name__}")
+        return
+    if not filters.matches(document):
+        return
+    if parse_only:  # matched, and its revision is stored: nothing to write
+        counts.matched += 1
+        return
+    entity_id = document.get("id")
+    if type(entity_id) is not str or not ENTITY_ID.fullmatch(entity_id):
+        counts.add_bad(number, f"id is {entity_id!r:.40}, not an entity id (Q1, P31, L7)")
+        return
+    try:
+        check(with_maps_as_objects(document, text))
+        summary = summarize(document, language)
+        data = orjson.dumps(document)
+    except (UnusableDocument, orjson.JSONEncodeError, TypeError) as error:
+        counts.add_bad(number, f"{entity_id}: {error}")
+        return
+    counts.matched += 1
+    staging.add(
+        Row(
+            entity_id,
+            summary.entity_type,
+            summary.label,
+            summary.description,
+            data,
+            summary.lastrevid,
+            summary.modified,
+        )
+    )
+
+
+def filters_of(described: Mapping[str, Any]) -> Filters:
+    """The filters a dump import keeps (``DumpImport.filters``), with the ids of its ``--ids`` file read.
+
+    Raises:
+        ChunkUnreadable: the ids file is missing here, or changed since the import began.
+    """
+    ids = None
+    if described.get("ids_file"):
+        ids = _ids_in(described["ids_file"], tuple(described["ids_signature"]))
+    return Filters(
+        types=frozenset(described.get("types", ())),
+        where={prop: frozenset(values) for prop, values in described.get("where", {}).items()},
+        ids=ids,
+    )
+
+
+def file_signature(path: str) -> tuple[int, int]:
+    """The size and modification time of ``path``: a file rewritten in place is told apart."""
+    status = os.stat(path)
+    return status.st_size, status.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=2)
+def _ids_in(path: str, signature: tuple[int, ...]) -> frozenset[str]:
+    """The valid ids of an ids file, kept per process for the chunks that follow (keyed by its signature)."""
+    try:
+        if file_signature(path) != signature:
+            raise ChunkUnreadable(f"the --ids file {path} changed since the import began")
+        with Path(path).open("rb") as file:
+            return frozenset(_valid(read_ids(file)))
+    except FileNotFoundError:
+        raise ChunkUnreadable(f"the --ids file {path} does not exist on this worker") from None
+
+
+def _valid(sourced: Iterable[Any]) -> Iterator[str]:
+    from .entity_ids import InvalidEntityId
+
+    for item in sourced:
+        try:
+            yield item.normalized()
+        except InvalidEntityId:
+            continue  # the command refused the file if any was invalid

@@ -1,0 +1,202 @@
+"""The lines of a Wikidata JSON dump: what is read without parsing them, the filters, and the dump's quirks.
+
+A dump is one JSON array with one entity a line: ``[``, then ``{...},`` lines, the last without
+its comma, then ``]``. Since 2014 each line starts ``{"type":"item","id":"Q42",`` and, since
+2016, ends ``"lastrevid":123}``: the id, type and revision of most lines are read with two
+anchored regular expressions, so that a line the filters or the stored revisions leave out is
+never parsed. A line of another shape (older dumps) is parsed whole; what decides is always the
+parsed document.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ("Filters", "Head", "entity_text", "head_of", "main_values", "with_maps_as_objects")
+
+# The first two keys of a line of any dump since 2014. Anchored at the line's first byte, they
+# are the top-level object's own keys: a value nested deeper cannot come first.
+HEAD = re.compile(rb'\{"type":"([a-z]{1,32})","id":"([QPL][1-9][0-9]{0,11})"')
+# The last key of a line of any dump since 2016. A line ending in it, being one JSON object,
+# closes the top-level object with that brace: the key is the top-level ``lastrevid``.
+TAIL = re.compile(rb'"lastrevid":([1-9][0-9]{0,18})\}')
+TAIL_WINDOW = 40
+# Keys whose value is a map (a JSON object) in the documents the API sends. The dumps write an
+# empty one as [] (PHP's json_encode of an empty array), the API as {} (Wikibase serializes maps
+# as objects for it): the dump's is turned into the API's, so that both store equal documents.
+MAP_KEYS = frozenset(
+    {
+        "labels",
+        "descriptions",
+        "aliases",
+        "claims",
+        "sitelinks",
+        "lemmas",
+        "representations",
+        "glosses",
+        "qualifiers",
+        "snaks",
+    }
+)
+EMPTY_MAP_MARKS = tuple(b'"' + key.encode() + b'":[]' for key in sorted(MAP_KEYS))
+# The entity type an entity-id value names, before its numeric id (dumps before 2016 had no "id").
+ID_PREFIXES = {"item": "Q", "property": "P", "lexeme": "L"}
+# Documents nest about 15 levels; the quirk's walk stops well past that (check() refuses deeper).
+MAX_WALK_DEPTH = 64
+STRUCTURAL = (b"", b"[", b"]")
+# A value of a --where condition is looked for in the raw line only when it is written the same
+# in every JSON encoder: ASCII letters, digits and a few marks (no slash, which PHP escapes).
+PLAIN_VALUE = re.compile(r"[A-Za-z0-9 _.:+-]{1,200}")
+
+
+@dataclass(frozen=True)
+class Head:
+    """What was read of a line without parsing it: its type, id and revision (None: not read)."""
+
+    entity_type: str | None
+    entity_id: str | None
+    lastrevid: int | None
+
+
+def entity_text(line: bytes) -> bytes | None:
+    """Return the entity's JSON text of a dump line, comma and line end cut; None for ``[``, ``]``, blank."""
+    text = line.rstrip()
+    if text.endswith(b","):
+        text = text[:-1].rstrip()
+    return None if text in STRUCTURAL else text
+
+
+def head_of(text: bytes) -> Head:
+    """Read the type, id and revision of an entity's text where they stand where the dumps put them."""
+    found = HEAD.match(text)
+    tail = TAIL.search(text, max(0, len(text) - TAIL_WINDOW))
+    revision = int(tail.group(1)) if tail is not None and tail.end() == len(text) else None
+    if found is None:
+        return Head(None, None, revision)
+    return Head(found.group(1).decode(), found.group(2).decode(), revision)
+
+
+def with_maps_as_objects(document: dict[str, Any], text: bytes) -> dict[str, Any]:
+    """Return ``document`` with each empty map the dump wrote as ``[]`` made ``{}``, as the API sends it.
+
+    Changed in place. Only the keys of ``MAP_KEYS`` are turned, at any depth (a statement's
+    qualifiers, a reference's snaks, a form's representations), and only an empty list:
+    ``"badges": []`` stays a list. ``text`` is the line the document was parsed from: without
+    any of the marks in it, there is nothing to walk.
+    """
+    if not any(mark in text for mark in EMPTY_MAP_MARKS):
+        return document
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        container, depth = stack.pop()
+        if depth >= MAX_WALK_DEPTH:
+            continue
+        if type(container) is dict:
+            for key, value in container.items():
+                if type(value) is list and not value and key in MAP_KEYS:
+                    container[key] = {}
+                elif type(value) is dict or type(value) is list:
+                    stack.append((value, depth + 1))
+        else:
+            stack.extend(
+                (value, depth + 1) for value in container if type(value) is dict or type(value) is list
+            )
+    return document
+
+
+def main_values(statements: Any) -> Iterator[str]:
+    """Yield the main value of each statement of one property: an entity id, a string, an amount, a time.
+
+    A statement without a value (``somevalue``, ``novalue``) yields nothing; a monolingual text
+    yields its text.
+    """
+    if type(statements) is not list:
+        return
+    for statement in statements:
+        snak = statement.get("mainsnak") if type(statement) is dict else None
+        if type(snak) is not dict or snak.get("snaktype") != "value":
+            continue
+        datavalue = snak.get("datavalue")
+        value = datavalue.get("value") if type(datavalue) is dict else None
+        if type(value) is str:
+            yield value
+        elif type(value) is dict:
+            yield from _value_texts(value)
+
+
+def _value_texts(value: dict[str, Any]) -> Iterator[str]:
+    if type(value.get("id")) is str:
+        yield value["id"]
+    elif type(value.get("numeric-id")) is int and value.get("entity-type") in ID_PREFIXES:
+        yield f"{ID_PREFIXES[value['entity-type']]}{value['numeric-id']}"
+    for key in ("amount", "time", "text"):
+        if type(value.get(key)) is str:
+            yield value[key]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which entities of a dump to import: of these types, with these claims, with these ids.
+
+    ``where`` maps a property to the values any of its statements' main value must have (OR
+    within a property, AND across properties). Empty means no condition.
+    """
+
+    types: frozenset[str] = frozenset()
+    where: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    ids: frozenset[str] | None = None
+
+    def passes_head(self, head: Head) -> bool:
+        """Whether an entity with this head may match; False only when it surely does not."""
+        if self.types and head.entity_type is not None and head.entity_type not in self.types:
+            return False
+        return not (self.ids is not None and head.entity_id is not None and head.entity_id not in self.ids)
+
+    def passes_text(self, text: bytes) -> bool:
+        """Whether an entity's raw text may match the ``where`` conditions; False when it surely does not.
+
+        A property with statements is a key followed by a list, ``"P31":[``; an entity-id value
+        has its numeric id after ``"numeric-id":``, and a plain string value stands in quotes.
+        """
+        for prop, values in self.where.items():
+            if b'"' + prop.encode() + b'":[' not in text:
+                return False
+            needles = [_needle(value) for value in values]
+            if None not in needles and not any(needle in text for needle in needles if needle is not None):
+                return False
+        return True
+
+    def matches(self, document: Mapping[str, Any]) -> bool:
+        """Whether a parsed document passes every filter."""
+        if self.types and document.get("type") not in self.types:
+            return False
+        if self.ids is not None and document.get("id") not in self.ids:
+            return False
+        if not self.where:
+            return True
+        claims = document.get("claims")
+        if type(claims) is not dict:
+            return False
+        return all(
+            not values.isdisjoint(main_values(claims.get(prop))) for prop, values in self.where.items()
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The filters as JSON, as a dump import keeps them (the ids file is kept by its caller)."""
+        return {
+            "types": sorted(self.types),
+            "where": {prop: sorted(values) for prop, values in sorted(self.where.items())},
+        }
+
+
+def _needle(value: str) -> bytes | None:
+    """The bytes a line holding ``value`` as a main value surely contains, or None if it cannot be told."""
+    entity = re.fullmatch(r"[QPL]([1-9][0-9]{0,11})", value)
+    if entity is not None:
+        return b'"numeric-id":' + entity.group(1).encode()
+    if PLAIN_VALUE.fullmatch(value):
+        return b'"' + value.encode() + b'"'
+    return None

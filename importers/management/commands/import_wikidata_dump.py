@@ -1,0 +1,513 @@
+"""``import_wikidata_dump``: import a Wikidata JSON dump, cut into chunks that Celery workers import."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
+from django.db.models import Count, Q, Sum
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from core.database import UNAVAILABLE, patiently
+from core.exceptions import EnqueueFailed
+from core.sender import in_process, runs_in_process
+from importers.dump_chunks import file_signature
+from importers.dump_files import DumpUnreadable, NotADump, Span, check_dump, cut, is_compressed, open_dump
+from importers.dump_importer import WikidataDumpImporter
+from importers.dump_lines import Filters
+from importers.entity_ids import InvalidEntityId, read_ids
+from importers.management.commands.import_wikidata import _Unstyled, consumers_of, database_problem, seconds
+from importers.models import ChunkStatus, DumpChunk, DumpImport
+
+TYPES = ("item", "property", "lexeme")
+WHERE = re.compile(r"(P[1-9][0-9]{0,11})=(.+)")
+# Failed chunks and bad lines listed in the summary; the admin and DumpChunk have the rest.
+MAX_LISTED = 20
+# How often the progress is read from the database.
+POLL = 0.5
+NO_WORKER_HINT_AFTER = 5.0
+MIB = 1024 * 1024
+
+
+@dataclass
+class Totals:
+    """The counts of a dump import's chunks, summed."""
+
+    chunks: int = 0
+    done: int = 0
+    failed: int = 0
+    entities: int = 0
+    matched: int = 0
+    written: int = 0
+    unchanged: int = 0
+    bad: int = 0
+    bytes: int = 0
+
+
+class Command(BaseCommand):
+    help = "Import a Wikidata JSON dump (.json.gz, .json.bz2 or .json), one Celery task per chunk of it."
+    verbosity = 1
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("path", metavar="PATH", help="The dump: .json.gz, .json.bz2 or plain .json.")
+        parser.add_argument(
+            "--type",
+            action="append",
+            choices=TYPES,
+            dest="types",
+            default=[],
+            help="Import entities of this type only (repeatable).",
+        )
+        parser.add_argument(
+            "--where",
+            action="append",
+            default=[],
+            metavar="PROPERTY=VALUE",
+            help="Import entities with a statement of PROPERTY whose main value is VALUE, e.g. P31=Q515 "
+            "(repeatable: any value of one property, every property).",
+        )
+        parser.add_argument("--ids", metavar="FILE", help="Import the ids listed in FILE (one a line) only.")
+        parser.add_argument(
+            "--chunk-dir",
+            metavar="DIR",
+            help="Where to write the chunks of a compressed dump, at a path every worker sees "
+            "(default: WIKIDATA_DUMP_CHUNK_DIR, else PATH.chunks beside the dump).",
+        )
+        parser.add_argument(
+            "--wait", action="store_true", help="With a broker: show progress until every chunk is done."
+        )
+        parser.add_argument(
+            "--timeout",
+            type=seconds,
+            metavar="SECONDS",
+            help="With --wait: give up waiting after this long (the workers go on), and exit non-zero.",
+        )
+        parser.add_argument("--sync", action="store_true", help="Import in this process even with a broker.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.verbosity = options["verbosity"]
+        path = self.checked_path(options["path"])
+        filters = self.filters(options["types"], options["where"], options["ids"])
+        chunk_dir = self.chunk_dir(path, options["chunk_dir"])
+        started = time.monotonic()
+        deadline = None if options["timeout"] is None else started + options["timeout"]
+        with ExitStack() as stack:
+            if options["sync"]:
+                stack.enter_context(in_process())
+            here = runs_in_process()
+            dump = self.start(path, filters, chunk_dir)
+            with self.progress() as progress:
+                self.cut_and_send(dump, progress, deadline)
+                if not here and not options["wait"]:
+                    self.report_sent(dump)
+                    return
+                self.wait_for(dump, progress, deadline)
+        self.summarize(dump, time.monotonic() - started)
+
+    # Checking the arguments: nothing is written before they are all checked.
+
+    def checked_path(self, raw: str) -> Path:
+        path = Path(raw).absolute()
+        if not path.exists():
+            raise CommandError(f"{raw}: no such file.")
+        try:
+            check_dump(path)
+        except NotADump as error:
+            raise CommandError(f"{raw} is not a Wikidata JSON dump: {error}.") from None
+        return path
+
+    def filters(self, types: list[str], where: list[str], ids_file: str | None) -> dict[str, Any]:
+        """The filters as a dump import keeps them; the ids file is checked whole, in the memory of a line.
+
+        Raises:
+            CommandError: a ``--where`` is not PROPERTY=VALUE, or the ids file is missing or has invalid ids.
+        """
+        conditions: dict[str, set[str]] = {}
+        for condition in where:
+            found = WHERE.fullmatch(condition.strip())
+            if found is None:
+                raise CommandError(
+                    f"--where {condition[:60]!r}: expected PROPERTY=VALUE, e.g. P31=Q515 (a property id, "
+                    "then the value of its statements: an entity id, a string, an amount or a time)."
+                )
+            value = found.group(2).strip()
+            if re.fullmatch(r"[qpl][1-9][0-9]{0,11}", value):
+                value = value.upper()
+            conditions.setdefault(found.group(1), set()).add(value)
+        described: dict[str, Any] = Filters(
+            types=frozenset(types), where={prop: frozenset(values) for prop, values in conditions.items()}
+        ).describe()
+        if ids_file is not None:
+            path = Path(ids_file).absolute()
+            if not path.is_file():
+                raise CommandError(f"--ids {ids_file}: no such file.")
+            self.check_ids(path)
+            described["ids_file"] = str(path)
+            described["ids_signature"] = list(file_signature(str(path)))
+        return described
+
+    def check_ids(self, path: Path) -> None:
+        invalid, listed = 0, list[str]()
+        with path.open("rb") as file:
+            for sourced in read_ids(file):
+                try:
+                    sourced.normalized()
+                except InvalidEntityId as error:
+                    invalid += 1
+                    if len(listed) < MAX_LISTED:
+                        listed.append(f"  {sourced.origin}: {error}")
+        if invalid:
+            more = f"\n  ... and {invalid - len(listed)} more" if invalid > len(listed) else ""
+            raise CommandError(
+                f"--ids {path}: {invalid} invalid ids; nothing was imported:\n" + "\n".join(listed) + more
+            )
+
+    def chunk_dir(self, path: Path, given: str | None) -> Path | None:
+        """The directory for the chunk files of a compressed dump (made if need be); None for a plain dump.
+
+        Raises:
+            CommandError: it cannot be made or written to.
+        """
+        if not is_compressed(path):
+            return None
+        directory = Path(given or settings.WIKIDATA_DUMP_CHUNK_DIR or f"{path}.chunks").absolute()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe = directory / f".probe-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as error:
+            raise CommandError(
+                f"Cannot write chunk files to {directory}: {error.strerror}. Give --chunk-dir DIR (or set "
+                "WIKIDATA_DUMP_CHUNK_DIR), a directory every worker sees at the same path."
+            ) from None
+        return directory
+
+    # The dump import: new, or resumed.
+
+    def start(self, path: Path, filters: dict[str, Any], chunk_dir: Path | None) -> DumpImport:
+        """Resume the unfinished import of this dump file with these filters, or begin a new one.
+
+        Raises:
+            CommandError: the database cannot be used; says why.
+        """
+        size, mtime_ns = file_signature(str(path))
+        chunk_bytes = settings.WIKIDATA_DUMP_CHUNK_BYTES
+        if chunk_bytes < 1024:
+            raise CommandError(f"WIKIDATA_DUMP_CHUNK_BYTES is {chunk_bytes}: it must be at least 1024.")
+        try:
+            previous = (
+                DumpImport.objects.filter(
+                    path=str(path), size=size, mtime_ns=mtime_ns, chunk_bytes=chunk_bytes
+                )
+                .order_by("-pk")
+                .first()
+            )
+            if previous is not None and previous.filters == filters and not self.finished(previous):
+                done = previous.chunk_set.filter(status=ChunkStatus.DONE).count()
+                if self.verbosity >= 1:
+                    self.stdout.write(
+                        f"Resuming dump import {previous.pk}: {done} chunks done already are skipped."
+                    )
+                DumpImport.objects.filter(pk=previous.pk).update(split_error="")
+                previous.split_error = ""
+                return previous
+            return DumpImport.objects.create(
+                path=str(path),
+                size=size,
+                mtime_ns=mtime_ns,
+                filters=filters,
+                chunk_bytes=chunk_bytes,
+                chunk_dir=str(chunk_dir or ""),
+            )
+        except DatabaseError as error:
+            raise CommandError(database_problem(error)) from None
+
+    def finished(self, dump: DumpImport) -> bool:
+        if dump.chunks is None or dump.split_error:
+            return False
+        return not dump.chunk_set.exclude(status=ChunkStatus.DONE).exists()
+
+    # Cutting the dump, and sending a task per chunk.
+
+    def cut_and_send(self, dump: DumpImport, progress: Progress, deadline: float | None) -> None:
+        """Read the dump once, cutting it into chunks; send a task for each chunk not done yet.
+
+        A compressed dump's chunks are written to files (each complete before its task is sent),
+        no more than ``WIKIDATA_DUMP_MAX_SPOOLED_CHUNKS`` ahead of the workers.
+
+        Raises:
+            CommandError: the broker could not be reached, or the dump differs from the one resumed.
+        """
+        path = Path(dump.path)
+        existing = {
+            chunk.number: chunk
+            for chunk in dump.chunk_set.only("number", "status", "first_line", "lines", "bytes")
+        }
+        importer = WikidataDumpImporter()
+        sinks: dict[int, tuple[IO[bytes], Path]] = {}
+        reading = progress.add_task("reading", total=dump.size, rate="")
+        self.importing = progress.add_task("importing", total=None, rate="")
+        self.started = time.monotonic()
+        last_poll = 0.0
+        count = 0
+
+        def sink_for(number: int) -> IO[bytes] | None:
+            if dump.chunk_dir == "":
+                return None
+            known = existing.get(number)
+            if known is not None and known.status == ChunkStatus.DONE:
+                return None  # resumed: not written again
+            self.wait_for_spool(dump, number, progress, deadline)
+            final = Path(dump.chunk_dir) / f"{dump.pk}-{number:07d}.json"
+            # Written under another name, then renamed: a worker still reading the file of an
+            # earlier run of this chunk keeps reading that one.
+            partial = final.with_suffix(".part")
+            sinks[number] = (partial.open("wb"), final)
+            return sinks[number][0]
+
+        error = ""
+        with open_dump(path) as (stream, position):
+            try:
+                for span in cut(stream, dump.chunk_bytes, sink_for):
+                    count += 1
+                    file = self.close_sink(sinks.pop(span.number, None)) or dump.path
+                    chunk = self.record_chunk(dump, span, existing.get(span.number), file)
+                    if chunk is not None:
+                        self.send(importer, chunk)
+                    progress.update(reading, completed=position())
+                    if time.monotonic() - last_poll >= POLL:
+                        last_poll = time.monotonic()
+                        self.show(dump, progress, None)
+            except DumpUnreadable as unreadable:
+                error = str(unreadable)
+            finally:
+                for handle, _ in sinks.values():
+                    handle.close()
+        progress.update(reading, completed=dump.size)
+        DumpImport.objects.filter(pk=dump.pk).update(chunks=count, split_error=error)
+        dump.chunks, dump.split_error = count, error
+        if error and self.verbosity >= 1:
+            progress.console.print(f"{dump.path}: {error}", markup=False)
+
+    def close_sink(self, sink: tuple[IO[bytes], Path] | None) -> str | None:
+        if sink is None:
+            return None
+        handle, final = sink
+        handle.close()
+        os.replace(handle.name, final)
+        return str(final)
+
+    def record_chunk(
+        self, dump: DumpImport, span: Span, known: DumpChunk | None, file: str
+    ) -> DumpChunk | None:
+        """Keep a chunk as cut; return it, or None when it was done in an earlier run.
+
+        Raises:
+            CommandError: a chunk of the resumed import was cut differently: the dump changed.
+        """
+        fields = {"first_line": span.first_line, "lines": span.lines, "bytes": span.bytes}
+        if known is not None:
+            if any(getattr(known, name) != value for name, value in fields.items()):
+                raise CommandError(
+                    f"Chunk {span.number} of dump import {dump.pk} was lines {known.first_line} to "
+                    f"{known.first_line + known.lines - 1}, now {span.first_line} to "
+                    f"{span.first_line + span.lines - 1}: the dump changed. Move it to another path to "
+                    "import it anew."
+                )
+            if known.status == ChunkStatus.DONE:
+                return None
+        chunk, _ = DumpChunk.objects.update_or_create(
+            dump=dump,
+            number=span.number,
+            defaults={
+                **fields,
+                "file": file,
+                "start": span.start if file == dump.path else 0,
+                "status": ChunkStatus.PENDING,
+                "error": "",
+            },
+        )
+        return chunk
+
+    def send(self, importer: WikidataDumpImporter, chunk: DumpChunk) -> None:
+        try:
+            importer.import_chunk.as_task(chunk_id=chunk.pk)
+        except EnqueueFailed as error:
+            raise CommandError(
+                f"The broker could not be reached: {error.__cause__}\nChunks before chunk {chunk.number} "
+                f"were sent; run the same command again to resume dump import {chunk.dump_id}."
+            ) from None
+
+    def wait_for_spool(
+        self, dump: DumpImport, number: int, progress: Progress, deadline: float | None
+    ) -> None:
+        """Pause while ``WIKIDATA_DUMP_MAX_SPOOLED_CHUNKS`` chunk files wait for a worker."""
+        limit = settings.WIKIDATA_DUMP_MAX_SPOOLED_CHUNKS
+        hinted = False
+        waited = time.monotonic()
+        while (
+            dump.chunk_set.filter(number__lt=number)
+            .exclude(status=ChunkStatus.DONE)
+            .exclude(file=dump.path)
+            .count()
+            >= limit
+        ):
+            self.check_deadline(dump, deadline)
+            hinted = self.hint(progress, waited, hinted)
+            self.show(dump, progress, None)
+            time.sleep(POLL)
+
+    # Progress, waiting and the summary.
+
+    @contextlib.contextmanager
+    def progress(self) -> Iterator[Progress]:
+        columns = (
+            TextColumn("{task.description:9}"),
+            BarColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+        )
+        console = Console(file=cast(IO[str], _Unstyled(self.stderr)), force_terminal=self.stderr.isatty())
+        with Progress(*columns, console=console, disable=self.verbosity < 1) as progress:
+            yield progress
+
+    def totals(self, dump: DumpImport) -> Totals:
+        def counted() -> dict[str, Any]:
+            return dump.chunk_set.aggregate(
+                chunks=Count("pk"),
+                done=Count("pk", filter=Q(status=ChunkStatus.DONE)),
+                failed=Count("pk", filter=Q(status=ChunkStatus.FAILED)),
+                entities=Sum("entities"),
+                matched=Sum("matched"),
+                written=Sum("written"),
+                unchanged=Sum("unchanged"),
+                bad=Sum("bad"),
+                bytes=Sum("bytes", filter=Q(status=ChunkStatus.DONE)),
+            )
+
+        try:
+            figures = patiently(counted)
+        except UNAVAILABLE as error:
+            raise CommandError(f"Lost the database while importing dump {dump.pk}: {error}") from None
+        return Totals(**{name: value or 0 for name, value in figures.items()})
+
+    def show(self, dump: DumpImport, progress: Progress, totals: Totals | None) -> Totals:
+        totals = totals or self.totals(dump)
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = (
+            f"{totals.done}/{dump.chunks if dump.chunks is not None else '?'} chunks  "
+            f"{totals.entities / elapsed:,.0f} entities/s  {totals.bytes / MIB / elapsed:,.1f} MB/s"
+        )
+        progress.update(self.importing, total=dump.chunks, completed=totals.done + totals.failed, rate=rate)
+        return totals
+
+    def hint(self, progress: Progress, since: float, hinted: bool) -> bool:
+        if hinted or time.monotonic() - since < NO_WORKER_HINT_AFTER or runs_in_process():
+            return hinted
+        queue = WikidataDumpImporter.queue or settings.CELERY_TASK_DEFAULT_QUEUE
+        if not consumers_of(queue):
+            progress.console.print(
+                f"No worker consumes the '{queue}' queue: start one, e.g. the Procfile's "
+                f"`celery -A config.celery_app worker --queues {queue}`.",
+                markup=False,
+            )
+        return True
+
+    def check_deadline(self, dump: DumpImport, deadline: float | None) -> None:
+        if deadline is not None and time.monotonic() >= deadline:
+            totals = self.totals(dump)
+            left = (dump.chunks if dump.chunks is not None else totals.chunks) - totals.done - totals.failed
+            raise CommandError(
+                f"Gave up waiting: {left} chunks of dump import {dump.pk} are not finished (the workers go "
+                "on; run the same command again to resume it)."
+            )
+
+    def wait_for(self, dump: DumpImport, progress: Progress, deadline: float | None) -> None:
+        """Show the progress until every chunk is done or failed.
+
+        Raises:
+            CommandError: the deadline passed first, or the database stayed unavailable.
+        """
+        hinted, since, last_done = False, time.monotonic(), -1
+        while True:
+            totals = self.show(dump, progress, None)
+            if totals.done + totals.failed >= (dump.chunks or 0):
+                return
+            if totals.done != last_done:
+                since, last_done = time.monotonic(), totals.done
+            hinted = self.hint(progress, since, hinted)
+            self.check_deadline(dump, deadline)
+            time.sleep(POLL)
+
+    def report_sent(self, dump: DumpImport) -> None:
+        if self.verbosity >= 1:
+            self.stdout.write(
+                f"Cut {dump.path} into {dump.chunks} chunks and sent a task for each not done (dump import "
+                f"{dump.pk}); run the same command with --wait to follow it."
+            )
+        if dump.split_error:
+            raise CommandError(f"{dump.path}: {dump.split_error}")
+
+    def summarize(self, dump: DumpImport, seconds: float) -> None:
+        """Print the counts; fail, naming the failed chunks, unless every chunk was imported.
+
+        Raises:
+            CommandError: a chunk failed, or the dump could not be read to its end.
+        """
+        totals = self.totals(dump)
+        if self.verbosity >= 1:
+            self.stdout.write(
+                f"Dump import {dump.pk}: {totals.done} of {dump.chunks} chunks done; {totals.entities:,} "
+                f"entities read, {totals.matched:,} matched, {totals.written:,} written, "
+                f"{totals.unchanged:,} unchanged, "
+                f"{totals.bad:,} bad lines; {seconds:.1f} s, {totals.entities / max(seconds, 1e-9):,.0f} "
+                f"entities/s, {totals.bytes / MIB / max(seconds, 1e-9):,.1f} MB/s."
+            )
+            self.list_bad_lines(dump, totals.bad)
+        problems = []
+        if dump.split_error:
+            problems.append(f"{dump.path}: {dump.split_error}")
+        failed = dump.chunk_set.filter(status=ChunkStatus.FAILED).order_by("number")
+        for chunk in failed[:MAX_LISTED]:
+            problems.append(
+                f"chunk {chunk.number} (lines {chunk.first_line} to {chunk.first_line + chunk.lines - 1}) "
+                f"failed: {chunk.error}"
+            )
+        if totals.failed > MAX_LISTED:
+            problems.append(f"... and {totals.failed - MAX_LISTED} more failed chunks")
+        if problems:
+            raise CommandError(
+                "Not every chunk was imported; run the same command again to resume:\n  "
+                + "\n  ".join(problems)
+            )
+        if self.verbosity >= 1:
+            self.stdout.write(self.style.SUCCESS("Every chunk was imported."))
+
+    def list_bad_lines(self, dump: DumpImport, bad: int) -> None:
+        if not bad:
+            return
+        listed: list[str] = []
+        for bad_lines in (
+            dump.chunk_set.filter(bad__gt=0).order_by("number").values_list("bad_lines", flat=True)
+        ):
+            for number, reason in bad_lines:
+                if len(listed) < MAX_LISTED:
+                    listed.append(f"  line {number}: {reason}")
+        more = (
+            f"\n  ... and {bad - len(listed)} more (each chunk keeps its first 100 in DumpChunk.bad_lines)"
+            if bad > len(listed)
+            else ""
+        )
+        self.stderr.write(f"{bad} bad lines:\n" + "\n".join(listed) + more)
