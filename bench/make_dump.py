@@ -1,0 +1,98 @@
+"""``python -m bench.make_dump OUT.json.gz --entities N``: a synthetic Wikidata JSON dump of real documents.
+
+Every real entity document of ``../shared/wikidata`` (a 2015 dump sample of 101 entities, a mock
+dump, and whole items, properties and lexemes as the API serves them today) is written again and
+again, in turn, under new ids (Q, P or L as its type says), until there are N. Each line is
+written as today's dumps write it: ``{"type":...,"id":...`` first, ``"lastrevid":...}`` last
+(a revision is made up for documents that had none), and empty maps as ``[]``. One turn of the
+documents averages about 11 KB an entity, close to the 13 KB of today's full dump.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "wikidata"
+PREFIXES = {"item": "Q", "property": "P", "lexeme": "L"}
+MAP_KEYS = ("labels", "descriptions", "aliases", "claims", "sitelinks", "lemmas")
+# New ids start here, far above the real ones of the documents, so that none is a real entity's.
+FIRST_ID = 900_000_000
+FIRST_REVISION = 2_000_000_000
+
+
+def templates(shared: Path = SHARED) -> list[dict[str, Any]]:
+    """The real entity documents of ``shared``, in a fixed order: dump lines first, then whole documents."""
+    found: list[dict[str, Any]] = []
+    with gzip.open(shared / "dump_sample_wdtk_20150815.json.gz", "rb") as sample:
+        found += json.load(sample)
+    found += json.loads((shared / "dump_mock_wdtk.json").read_text())
+    for name in ("Q42", "Q2112", "P279", "P8098", "L525", "L3354", "L3872"):
+        found.append(_entity(json.loads((shared / f"{name}.json").read_text())))
+    for name in ("Q32063953", "wbgetentities_Q6-Q42-P31"):
+        response = json.loads((shared / f"{name}.json").read_text())
+        for document in response["entities"].values():
+            if "missing" not in document:
+                found.append({key: value for key, value in document.items() if key != "redirects"})
+    return [document for document in found if document.get("type") in PREFIXES]
+
+
+def _entity(data: dict[str, Any]) -> dict[str, Any]:
+    if "entities" in data:
+        return dict(next(iter(data["entities"].values())))
+    return data
+
+
+def dump_line(template: dict[str, Any], number: int) -> bytes:
+    """``template`` as a line of today's dumps, under entity number ``number`` of its type (no line end)."""
+    rest = {key: value for key, value in template.items() if key not in ("type", "id", "lastrevid")}
+    for key in MAP_KEYS:
+        if rest.get(key) == {}:
+            rest[key] = []  # the dumps' quirk: an empty map is written as an empty list
+    document = {
+        "type": template["type"],
+        "id": f"{PREFIXES[template['type']]}{number}",
+        **rest,
+        "lastrevid": FIRST_REVISION + number,
+    }
+    return orjson.dumps(document)
+
+
+def lines(count: int, shared: Path = SHARED) -> Iterator[bytes]:
+    """The ``count`` entity lines of the synthetic dump, without commas or line ends."""
+    documents = templates(shared)
+    for index in range(count):
+        yield dump_line(documents[index % len(documents)], FIRST_ID + index)
+
+
+def write(path: Path, count: int, shared: Path = SHARED) -> int:
+    """Write a synthetic dump of ``count`` entities to ``path`` (gzip level 6); return its size in bytes."""
+    partial = path.with_name(path.name + ".part")
+    with gzip.open(partial, "wb", compresslevel=6) as out:
+        out.write(b"[\n")
+        for index, line in enumerate(lines(count, shared)):
+            out.write(line)
+            out.write(b",\n" if index < count - 1 else b"\n")
+        out.write(b"]\n")
+    partial.replace(path)
+    return path.stat().st_size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.make_dump", description=__doc__)
+    parser.add_argument("out", type=Path, help="where to write the dump (.json.gz)")
+    parser.add_argument("--entities", type=int, default=100_000, help="how many entities (default 100,000)")
+    options = parser.parse_args()
+    size = write(options.out, options.entities)
+    print(f"wrote {options.entities:,} entities to {options.out} ({size / 1024 / 1024:,.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
