@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .documents import UnusableDocument, check, summarize
+from .documents import MAX_DEPTH, MAX_TYPE_LENGTH, UnusableDocument, check, summarize
 from .dump_lines import Filters, entity_text, head_of, with_maps_as_objects
 from .dump_storage import Row, Staging, stored_revisions
 from .entity_ids import read_ids
@@ -35,6 +35,9 @@ MAX_REASON = 200
 # and a bounded batch in memory whatever the chunk's size.
 BATCH_LINES = 1000
 BATCH_BYTES = 8 * 1024 * 1024
+# What nests_within keeps of a line: its brackets; and a pair of them with nothing inside.
+NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+INNERMOST = re.compile(rb"\[\]|\{\}")
 # The rest of an overlong line is read and dropped in pieces of this size.
 SKIPPED_PIECE = 1 << 20
 
@@ -224,7 +227,7 @@ def _import_line(
         counts.add_bad(number, f"id is {entity_id!r:.40}, not an entity id (Q1, P31, L7)")
         return
     try:
-        check(with_maps_as_objects(document, text))
+        _check(with_maps_as_objects(document, text), text)
         summary = summarize(document, language)
         data = orjson.dumps(document)
     except (UnusableDocument, orjson.JSONEncodeError, TypeError) as error:
@@ -242,6 +245,38 @@ def _import_line(
             summary.modified,
         )
     )
+
+
+def _check(document: dict[str, Any], text: bytes) -> None:
+    """``documents.check(document)``, the walk over every value left out where the text shows it would pass.
+
+    orjson, which parsed ``text``, refuses NaN, infinities and lone surrogates; what is left to
+    find is a NUL (written ``\\u0000`` in JSON) and nesting deeper than ``MAX_DEPTH``. That walk
+    is most of a line's cost; these two tests of the text are not.
+
+    Raises:
+        UnusableDocument: as ``check`` does.
+    """
+    if b"\\u0000" in text or not nests_within(text, MAX_DEPTH):
+        check(document)  # the exact walk, which says where
+        return
+    entity_type = document.get("type")
+    if not isinstance(entity_type, str) or len(entity_type) > MAX_TYPE_LENGTH:
+        check(document)
+
+
+def nests_within(text: bytes, levels: int) -> bool:
+    """Whether the JSON ``text`` nests at most ``levels`` arrays and objects deep; False when unsure.
+
+    Of the text only its brackets are kept; each pass removes the innermost pairs, one level.
+    Brackets inside strings may unbalance them: then it is unsure.
+    """
+    brackets = text.translate(None, NOT_BRACKETS)
+    for _ in range(levels):
+        if not brackets:
+            return True
+        brackets = INNERMOST.sub(b"", brackets)
+    return not brackets
 
 
 def filters_of(described: Mapping[str, Any]) -> Filters:

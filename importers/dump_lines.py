@@ -41,7 +41,7 @@ MAP_KEYS = frozenset(
         "snaks",
     }
 )
-EMPTY_MAP_MARKS = tuple(b'"' + key.encode() + b'":[]' for key in sorted(MAP_KEYS))
+EMPTY_MAP_MARKS = {key: b'"' + key.encode() + b'":[]' for key in sorted(MAP_KEYS)}
 # The entity type an entity-id value names, before its numeric id (dumps before 2016 had no "id").
 ID_PREFIXES = {"item": "Q", "property": "P", "lexeme": "L"}
 # Documents nest about 15 levels; the quirk's walk stops well past that (check() refuses deeper).
@@ -87,7 +87,16 @@ def with_maps_as_objects(document: dict[str, Any], text: bytes) -> dict[str, Any
     ``"badges": []`` stays a list. ``text`` is the line the document was parsed from: without
     any of the marks in it, there is nothing to walk.
     """
-    if not any(mark in text for mark in EMPTY_MAP_MARKS):
+    marks = {key: text.count(mark) for key, mark in EMPTY_MAP_MARKS.items() if mark in text}
+    if not marks:
+        return document
+    # Most are the top-level maps of an entity without labels, aliases or sitelinks: turned here,
+    # the whole document is walked only when marks are left (a statement's, a form's).
+    for key in list(marks):
+        if type(document.get(key)) is list and not document[key]:
+            document[key] = {}
+            marks[key] -= 1
+    if not any(marks.values()):
         return document
     stack: list[tuple[Any, int]] = [(document, 0)]
     while stack:

@@ -245,15 +245,15 @@ WIKIDATA_MAX_RESPONSE_BYTES = env.int("WIKIDATA_MAX_RESPONSE_BYTES", default=16 
 # The queue of the chunk tasks; empty: Celery's default queue, which the Procfile's worker consumes.
 # They make no request to Wikidata, so they stay off WIKIDATA_QUEUE and its concurrency limit.
 WIKIDATA_DUMP_QUEUE = env("WIKIDATA_DUMP_QUEUE", default="")
-# A chunk ends at the first line end past this many (uncompressed) bytes: about 2,500 entities of
+# A chunk ends at the first line end past this many (uncompressed) bytes: about 1,300 entities of
 # today's dumps (13 KB each on average), a few seconds of one worker process, well within
-# CELERY_TASK_SOFT_TIME_LIMIT, and enough chunks for every worker process of a large dump.
-WIKIDATA_DUMP_CHUNK_BYTES = env.int("WIKIDATA_DUMP_CHUNK_BYTES", default=32 * 1024 * 1024)
+# CELERY_TASK_SOFT_TIME_LIMIT, and enough chunks to keep several worker processes busy.
+WIKIDATA_DUMP_CHUNK_BYTES = env.int("WIKIDATA_DUMP_CHUNK_BYTES", default=16 * 1024 * 1024)
 # Where the command writes the chunks of a compressed dump, for the workers to read at the same
 # path; empty: a directory beside the dump, named after it (<dump>.chunks).
 WIKIDATA_DUMP_CHUNK_DIR = env("WIKIDATA_DUMP_CHUNK_DIR", default="")
 # At most this many chunk files wait for a worker: the command pauses until workers catch up, so
-# that a 1.5 TB dump needs this many chunks' disk (2 GiB by default), not its own size again.
+# that a 1.5 TB dump needs this many chunks' disk (1 GiB by default), not its own size again.
 WIKIDATA_DUMP_MAX_SPOOLED_CHUNKS = env.int("WIKIDATA_DUMP_MAX_SPOOLED_CHUNKS", default=64)
 # The longest line read; a longer one is recorded as a bad line, read in pieces and dropped,
 # never held whole. Wikidata's largest entities serialize to a few MB.
