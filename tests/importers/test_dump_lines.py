@@ -1,0 +1,203 @@
+"""Dump lines read without parsing them, the dumps' empty-map quirk, and the filters, against the parsed truth."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+from typing import Any
+
+import orjson
+import pytest
+
+from importers.documents import MAX_DEPTH, UnusableDocument, check
+from importers.dump_chunks import nests_within
+from importers.dump_lines import Filters, Head, entity_text, head_of, main_values, with_maps_as_objects
+from tests.conftest import ROOT
+
+SHARED = ROOT.parent / "shared" / "wikidata"
+
+
+def modern_line(document: dict[str, Any]) -> bytes:
+    """A line as today's dumps write it: type and id first, lastrevid last."""
+    rest = {key: value for key, value in document.items() if key not in ("type", "id", "lastrevid")}
+    return orjson.dumps(
+        {"type": document["type"], "id": document["id"], **rest, "lastrevid": document["lastrevid"]}
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "text"),
+    [
+        (b"[\n", None),
+        (b"]\n", None),
+        (b"\n", None),
+        (b"  \r\n", None),
+        (b'{"id":"Q1"},\n', b'{"id":"Q1"}'),
+        (b'{"id":"Q1"}\n', b'{"id":"Q1"}'),  # the last entity has no comma
+        (b'{"id":"Q1"} , \r\n', b'{"id":"Q1"}'),
+        (b'{"id":"Q1"}', b'{"id":"Q1"}'),  # no line end at the end of the file
+    ],
+)
+def test_entity_text_cuts_the_comma_and_line_end_and_skips_the_brackets(
+    line: bytes, text: bytes | None
+) -> None:
+    assert entity_text(line) == text
+
+
+def test_the_head_of_a_modern_line_is_read_without_parsing() -> None:
+    text = modern_line({"type": "item", "id": "Q42", "labels": {}, "lastrevid": 123})
+    assert head_of(text) == Head("item", "Q42", 123)
+
+
+@pytest.mark.parametrize(
+    ("text", "head"),
+    [
+        # 2015: the id is not the second key, and there is no lastrevid.
+        (b'{"type":"item","aliases":{},"id":"Q1","claims":{}}', Head(None, None, None)),
+        # A nested lastrevid is not the entity's: the line does not end with it.
+        (b'{"type":"item","id":"Q1","x":{"lastrevid":5},"y":1}', Head("item", "Q1", None)),
+        (b'{"type":"item","id":"Q1","lastrevid":7,"x":1}', Head("item", "Q1", None)),
+        # Not an entity id: left to the parse, which records the line as bad.
+        (b'{"type":"item","id":"Q01","lastrevid":7}', Head(None, None, 7)),
+        (b'{"type":"item","id":"X1","lastrevid":7}', Head(None, None, 7)),
+    ],
+)
+def test_a_head_is_read_only_where_the_dumps_put_it(text: bytes, head: Head) -> None:
+    assert head_of(text) == head
+
+
+def test_empty_maps_written_as_lists_become_objects_at_any_depth_and_lists_stay() -> None:
+    document = {
+        "type": "lexeme",
+        "id": "L1",
+        "lemmas": [],
+        "claims": {
+            "P31": [{"mainsnak": {}, "qualifiers": [], "references": [{"snaks": [], "snaks-order": []}]}]
+        },
+        "forms": [{"representations": [], "claims": [], "grammaticalFeatures": []}],
+        "senses": [{"glosses": [], "claims": []}],
+        "sitelinks": {"enwiki": {"badges": []}},
+    }
+    text = orjson.dumps(document)
+    assert with_maps_as_objects(document, text) == {
+        "type": "lexeme",
+        "id": "L1",
+        "lemmas": {},
+        "claims": {
+            "P31": [{"mainsnak": {}, "qualifiers": {}, "references": [{"snaks": {}, "snaks-order": []}]}]
+        },
+        "forms": [{"representations": {}, "claims": {}, "grammaticalFeatures": []}],
+        "senses": [{"glosses": {}, "claims": {}}],
+        "sitelinks": {"enwiki": {"badges": []}},
+    }
+
+
+def test_a_map_that_is_not_empty_is_left_as_it_is() -> None:
+    document = {
+        "type": "item",
+        "id": "Q1",
+        "labels": {"en": {"language": "en", "value": "x"}},
+        "aliases": ["x"],
+    }
+    assert with_maps_as_objects(copy.deepcopy(document), orjson.dumps(document)) == document
+
+
+@pytest.mark.parametrize("levels", [1, 2, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, MAX_DEPTH + 5])
+@pytest.mark.parametrize("opening", ["[", "{"])
+def test_the_nesting_test_of_the_text_agrees_with_the_walk_of_check(levels: int, opening: str) -> None:
+    inner: Any = [] if opening == "[" else {}
+    value = inner
+    for _ in range(levels - 2):
+        value = [value] if opening == "[" else {"k": value}
+    document = {"type": "item", "x": value} if levels > 1 else {"type": "item"}
+    try:
+        check(document)
+        passes = True
+    except UnusableDocument:
+        passes = False
+    assert nests_within(orjson.dumps(document), MAX_DEPTH) == passes
+    assert passes == (levels <= MAX_DEPTH)
+
+
+def test_brackets_inside_strings_make_the_nesting_test_unsure_never_wrong() -> None:
+    assert not nests_within(orjson.dumps({"type": "item", "format": "[0-9]{1,3"}), MAX_DEPTH)
+    assert nests_within(orjson.dumps({"type": "item", "format": "[0-9]{1,3}"}), MAX_DEPTH)
+
+
+def statement(value: Any, snaktype: str = "value") -> dict[str, Any]:
+    snak: dict[str, Any] = {"snaktype": snaktype, "property": "P31"}
+    if snaktype == "value":
+        snak["datavalue"] = {"value": value, "type": "x"}
+    return {"mainsnak": snak, "type": "statement", "rank": "normal"}
+
+
+def test_main_values_of_every_kind_and_dump_age() -> None:
+    statements = [
+        statement({"entity-type": "item", "numeric-id": 5, "id": "Q5"}),
+        statement({"entity-type": "item", "numeric-id": 515}),  # 2015: no "id"
+        statement({"entity-type": "property", "numeric-id": 31}),
+        statement("a string"),
+        statement({"amount": "+12", "unit": "1"}),
+        statement({"time": "+2001-01-01T00:00:00Z", "precision": 11}),
+        statement({"text": "Hallo", "language": "de"}),
+        statement(None, snaktype="novalue"),
+        "junk",
+    ]
+    assert list(main_values(statements)) == [
+        "Q5", "Q515", "P31", "a string", "+12", "+2001-01-01T00:00:00Z", "Hallo",
+    ]  # fmt: skip
+    assert list(main_values({"not": "a list"})) == []
+
+
+def entity(claims: dict[str, list[Any]], entity_type: str = "item", entity_id: str = "Q1") -> dict[str, Any]:
+    return {"type": entity_type, "id": entity_id, "claims": claims, "lastrevid": 1}
+
+
+HUMAN_WRITER = entity({"P31": [statement({"entity-type": "item", "numeric-id": 5, "id": "Q5"})],
+                       "P106": [statement({"entity-type": "item", "numeric-id": 36180, "id": "Q36180"})]})  # fmt: skip
+CITY = entity({"P31": [statement({"entity-type": "item", "numeric-id": 515})]}, entity_id="Q2")
+PROPERTY = entity({}, entity_type="property", entity_id="P7")
+
+
+@pytest.mark.parametrize(
+    ("filters", "matching"),
+    [
+        (Filters(), {"Q1", "Q2", "P7"}),
+        (Filters(types=frozenset({"item"})), {"Q1", "Q2"}),
+        (Filters(types=frozenset({"property", "lexeme"})), {"P7"}),
+        (Filters(where={"P31": frozenset({"Q5"})}), {"Q1"}),
+        (Filters(where={"P31": frozenset({"Q5", "Q515"})}), {"Q1", "Q2"}),  # OR within a property
+        (Filters(where={"P31": frozenset({"Q5"}), "P106": frozenset({"Q36180"})}), {"Q1"}),  # AND across
+        (Filters(where={"P31": frozenset({"Q515"}), "P106": frozenset({"Q36180"})}), set()),
+        (Filters(where={"P999": frozenset({"Q5"})}), set()),
+        (Filters(ids=frozenset({"Q2", "P7"})), {"Q2", "P7"}),
+        (Filters(types=frozenset({"item"}), ids=frozenset({"Q2", "P7"})), {"Q2"}),
+    ],
+)
+def test_filters_match_as_documented_and_the_text_tests_never_drop_a_match(
+    filters: Filters, matching: set[str]
+) -> None:
+    matched = set()
+    for document in (HUMAN_WRITER, CITY, PROPERTY):
+        text = modern_line(document)
+        if filters.matches(document):
+            matched.add(document["id"])
+            assert filters.passes_head(head_of(text))
+            assert filters.passes_text(text)
+    assert matched == matching
+
+
+@pytest.mark.skipif(
+    not SHARED.is_dir(), reason=f"{SHARED} is absent; its documents are not in the repository"
+)
+def test_on_real_dump_lines_the_text_tests_never_drop_an_entity_the_parsed_filter_keeps() -> None:
+    with gzip.open(SHARED / "dump_sample_wdtk_20150815.json.gz", "rb") as sample:
+        documents = json.load(sample)
+    values = {value for document in documents for value in main_values(document.get("claims", {}).get("P31"))}
+    assert len(values) > 20
+    for value in values:
+        filters = Filters(where={"P31": frozenset({value})})
+        for document in documents:
+            if filters.matches(document):
+                assert filters.passes_text(orjson.dumps(document)), (value, document["id"])
