@@ -1,4 +1,4 @@
-"""Dump lines read without parsing them, the dumps' empty-map quirk, and the filters, against the parsed truth."""
+"""Dump lines read without parsing them, the empty-map quirk, and the filters, against the parsed truth."""
 
 from __future__ import annotations
 
@@ -154,8 +154,9 @@ def entity(claims: dict[str, list[Any]], entity_type: str = "item", entity_id: s
     return {"type": entity_type, "id": entity_id, "claims": claims, "lastrevid": 1}
 
 
-HUMAN_WRITER = entity({"P31": [statement({"entity-type": "item", "numeric-id": 5, "id": "Q5"})],
-                       "P106": [statement({"entity-type": "item", "numeric-id": 36180, "id": "Q36180"})]})  # fmt: skip
+HUMAN = statement({"entity-type": "item", "numeric-id": 5, "id": "Q5"})
+WRITER = statement({"entity-type": "item", "numeric-id": 36180, "id": "Q36180"})
+HUMAN_WRITER = entity({"P31": [HUMAN], "P106": [WRITER]})
 CITY = entity({"P31": [statement({"entity-type": "item", "numeric-id": 515})]}, entity_id="Q2")
 PROPERTY = entity({}, entity_type="property", entity_id="P7")
 
