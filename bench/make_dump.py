@@ -22,7 +22,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "wikidata"
 PREFIXES = {"item": "Q", "property": "P", "lexeme": "L"}
-MAP_KEYS = ("labels", "descriptions", "aliases", "claims", "sitelinks", "lemmas")
+MAP_KEYS = ("labels", "descriptions", "aliases", "claims", "sitelinks")
 # New ids start here, far above the real ones of the documents, so that none is a real entity's.
 FIRST_ID = 900_000_000
 FIRST_REVISION = 2_000_000_000

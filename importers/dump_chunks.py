@@ -134,6 +134,7 @@ def import_chunk(chunk: DumpChunk, task_id: str | None) -> ChunkCounts | None:
                 f"{chunk.file} holds {last - chunk.first_line + 1} lines, not {chunk.lines}"
             )
         counts.written = staging.upsert(now)
+        counts.bad_lines.sort()
         DumpChunk.objects.filter(pk=chunk.pk).update(
             status=ChunkStatus.DONE,
             entities=counts.entities,

@@ -22,8 +22,9 @@ __all__ = ("DumpUnreadable", "NotADump", "Span", "check_dump", "cut", "is_compre
 
 # Lines are copied in pieces of at most this many bytes: a line of any length takes no more memory.
 PIECE = 1 << 20
-# The first bytes looked at to tell a dump from another file.
-PEEK = 1 << 16
+# The first bytes looked at to tell a dump from another file: few, so that a dump truncated
+# further on is still taken for one (and its whole lines imported).
+PEEK = 64
 
 
 class NotADump(Exception):

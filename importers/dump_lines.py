@@ -24,23 +24,13 @@ HEAD = re.compile(rb'\{"type":"([a-z]{1,32})","id":"([QPL][1-9][0-9]{0,11})"')
 # closes the top-level object with that brace: the key is the top-level ``lastrevid``.
 TAIL = re.compile(rb'"lastrevid":([1-9][0-9]{0,18})\}')
 TAIL_WINDOW = 40
-# Keys whose value is a map (a JSON object) in the documents the API sends. The dumps write an
-# empty one as [] (PHP's json_encode of an empty array), the API as {} (Wikibase serializes maps
-# as objects for it): the dump's is turned into the API's, so that both store equal documents.
-MAP_KEYS = frozenset(
-    {
-        "labels",
-        "descriptions",
-        "aliases",
-        "claims",
-        "sitelinks",
-        "lemmas",
-        "representations",
-        "glosses",
-        "qualifiers",
-        "snaks",
-    }
-)
+# Keys whose value is a map (a JSON object) in the items and properties the API sends. The dumps
+# write an empty one as [] (PHP's json_encode of an empty array), the API as {} (Wikibase
+# serializes maps as objects for it): the dump's is turned into the API's, so that both store
+# equal documents. Lexemes are left as they are: the Lexeme extension serializes them alike for
+# both, and its API answers hold [] too (the forms' "claims" of L3354 and L3872 in ../shared).
+MAP_KEYS = frozenset({"labels", "descriptions", "aliases", "claims", "sitelinks", "qualifiers", "snaks"})
+QUIRKY_TYPES = ("item", "property")
 EMPTY_MAP_MARKS = {key: b'"' + key.encode() + b'":[]' for key in sorted(MAP_KEYS)}
 # The entity type an entity-id value names, before its numeric id (dumps before 2016 had no "id").
 ID_PREFIXES = {"item": "Q", "property": "P", "lexeme": "L"}
@@ -83,12 +73,12 @@ def with_maps_as_objects(document: dict[str, Any], text: bytes) -> dict[str, Any
     """Return ``document`` with each empty map the dump wrote as ``[]`` made ``{}``, as the API sends it.
 
     Changed in place. Only the keys of ``MAP_KEYS`` are turned, at any depth (a statement's
-    qualifiers, a reference's snaks, a form's representations), and only an empty list:
-    ``"badges": []`` stays a list. ``text`` is the line the document was parsed from: without
-    any of the marks in it, there is nothing to walk.
+    qualifiers, a reference's snaks), and only an empty list:
+    ``"badges": []`` stays a list. Lexemes are left alone (see ``MAP_KEYS``). ``text`` is the
+    line the document was parsed from: without any of the marks in it, there is nothing to walk.
     """
     marks = {key: text.count(mark) for key, mark in EMPTY_MAP_MARKS.items() if mark in text}
-    if not marks:
+    if not marks or document.get("type") not in QUIRKY_TYPES:
         return document
     # Most are the top-level maps of an entity without labels, aliases or sitelinks: turned here,
     # the whole document is walked only when marks are left (a statement's, a form's).

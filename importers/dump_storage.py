@@ -82,6 +82,8 @@ class Staging:
         """
         self.flush()
         if not self.staged:
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP TABLE {STAGING}")
             return 0
         quote = connection.ops.quote_name
         table = quote(WikidataEntity._meta.db_table)
@@ -109,7 +111,10 @@ class Staging:
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, [connection.ops.adapt_datetimefield_value(fetched_at)])
-            return len(cursor.fetchall())
+            written = len(cursor.fetchall())
+            # Dropped now, not at the commit: the chunk's transaction may be inside another one.
+            cursor.execute(f"DROP TABLE {STAGING}")
+        return written
 
     def _create(self) -> None:
         with connection.cursor() as cursor:

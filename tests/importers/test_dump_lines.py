@@ -69,28 +69,31 @@ def test_a_head_is_read_only_where_the_dumps_put_it(text: bytes, head: Head) -> 
 
 def test_empty_maps_written_as_lists_become_objects_at_any_depth_and_lists_stay() -> None:
     document = {
-        "type": "lexeme",
-        "id": "L1",
-        "lemmas": [],
+        "type": "item",
+        "id": "Q1",
+        "labels": [],
+        "aliases": [],
         "claims": {
             "P31": [{"mainsnak": {}, "qualifiers": [], "references": [{"snaks": [], "snaks-order": []}]}]
         },
-        "forms": [{"representations": [], "claims": [], "grammaticalFeatures": []}],
-        "senses": [{"glosses": [], "claims": []}],
         "sitelinks": {"enwiki": {"badges": []}},
     }
     text = orjson.dumps(document)
     assert with_maps_as_objects(document, text) == {
-        "type": "lexeme",
-        "id": "L1",
-        "lemmas": {},
+        "type": "item",
+        "id": "Q1",
+        "labels": {},
+        "aliases": {},
         "claims": {
             "P31": [{"mainsnak": {}, "qualifiers": {}, "references": [{"snaks": {}, "snaks-order": []}]}]
         },
-        "forms": [{"representations": {}, "claims": {}, "grammaticalFeatures": []}],
-        "senses": [{"glosses": {}, "claims": {}}],
         "sitelinks": {"enwiki": {"badges": []}},
     }
+
+
+def test_a_lexeme_is_left_as_it_is_as_the_api_sends_its_empty_maps_as_lists_too() -> None:
+    document = {"type": "lexeme", "id": "L1", "claims": [], "forms": [{"claims": [], "representations": {}}]}
+    assert with_maps_as_objects(copy.deepcopy(document), orjson.dumps(document)) == document
 
 
 def test_a_map_that_is_not_empty_is_left_as_it_is() -> None:

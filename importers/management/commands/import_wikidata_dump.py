@@ -31,7 +31,7 @@ from importers.management.commands.import_wikidata import _Unstyled, consumers_o
 from importers.models import ChunkStatus, DumpChunk, DumpImport
 
 TYPES = ("item", "property", "lexeme")
-WHERE = re.compile(r"(P[1-9][0-9]{0,11})=(.+)")
+WHERE = re.compile(r"([Pp][1-9][0-9]{0,11})=(.+)")
 # Failed chunks and bad lines listed in the summary; the admin and DumpChunk have the rest.
 MAX_LISTED = 20
 # How often the progress is read from the database.
@@ -107,7 +107,9 @@ class Command(BaseCommand):
                 stack.enter_context(in_process())
             here = runs_in_process()
             dump = self.start(path, filters, chunk_dir)
-            with self.progress() as progress:
+            # The bar is for people: shown on a terminal, or when asked to wait.
+            shown = self.verbosity >= 1 and (options["wait"] or self.stderr.isatty())
+            with self.progress(shown) as progress:
                 self.cut_and_send(dump, progress, deadline)
                 if not here and not options["wait"]:
                     self.report_sent(dump)
@@ -144,7 +146,7 @@ class Command(BaseCommand):
             value = found.group(2).strip()
             if re.fullmatch(r"[qpl][1-9][0-9]{0,11}", value):
                 value = value.upper()
-            conditions.setdefault(found.group(1), set()).add(value)
+            conditions.setdefault(found.group(1).upper(), set()).add(value)
         described: dict[str, Any] = Filters(
             types=frozenset(types), where={prop: frozenset(values) for prop, values in conditions.items()}
         ).describe()
@@ -372,7 +374,7 @@ class Command(BaseCommand):
     # Progress, waiting and the summary.
 
     @contextlib.contextmanager
-    def progress(self) -> Iterator[Progress]:
+    def progress(self, shown: bool) -> Iterator[Progress]:
         columns = (
             TextColumn("{task.description:9}"),
             BarColumn(),
@@ -380,7 +382,7 @@ class Command(BaseCommand):
             TimeElapsedColumn(),
         )
         console = Console(file=cast(IO[str], _Unstyled(self.stderr)), force_terminal=self.stderr.isatty())
-        with Progress(*columns, console=console, disable=self.verbosity < 1) as progress:
+        with Progress(*columns, console=console, disable=not shown) as progress:
             yield progress
 
     def totals(self, dump: DumpImport) -> Totals:

@@ -1,0 +1,371 @@
+"""``import_wikidata_dump`` in this process: real dumps, quirks, bad lines, filters, revisions, refusals."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from bench import make_dump
+from importers.dump_lines import main_values
+from importers.importers import WikidataImporter
+from importers.models import ChunkStatus, DumpChunk, DumpImport, WikidataEntity
+from tests.conftest import ROOT
+from tests.support.wikidata_server import StandInWikidata
+
+SHARED = ROOT.parent / "shared" / "wikidata"
+MAP_KEYS = ("labels", "descriptions", "aliases", "claims", "sitelinks")
+ROW_FIELDS = ("wikidata_id", "entity_type", "label", "description", "data", "lastrevid", "modified")
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(
+        not SHARED.is_dir(), reason=f"{SHARED} is absent; its documents are not in the repository"
+    ),
+]
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(settings: Any) -> None:
+    """Chunks of a few lines, so that every dump here is cut into several."""
+    settings.WIKIDATA_DUMP_CHUNK_BYTES = 2048
+
+
+def write_dump(path: Path, texts: list[bytes], line_end: bytes = b"\n", last_line_end: bool = True) -> Path:
+    """A dump of ``texts``, one a line, as Wikimedia writes it; compressed as the suffix of ``path`` says."""
+    body = (
+        b"["
+        + line_end
+        + (b"," + line_end).join(texts)
+        + line_end
+        + b"]"
+        + (line_end if last_line_end else b"")
+    )
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(body))
+    elif path.suffix == ".bz2":
+        path.write_bytes(bz2.compress(body))
+    else:
+        path.write_bytes(body)
+    return path
+
+
+def import_dump(path: Path, *args: str) -> tuple[str, str]:
+    """Run the command; return what it printed to stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    call_command("import_wikidata_dump", str(path), "--chunk-dir", str(path.parent / "chunks"), *args,
+                 stdout=out, stderr=err)  # fmt: skip
+    return out.getvalue(), err.getvalue()
+
+
+def summary(out: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith("Dump import"))
+
+
+def counts(out: str) -> str:
+    """The counts of the summary line, without the timing."""
+    return summary(out).split(": ", 1)[1].split(";")[1].strip()
+
+
+def dump_line(document: dict[str, Any]) -> bytes:
+    """An API document as a dump line: type and id first, an item's or property's empty maps as []."""
+    rest = {key: value for key, value in document.items() if key not in ("type", "id")}
+    if document["type"] in ("item", "property"):
+        for key in MAP_KEYS:
+            if rest.get(key) == {}:
+                rest[key] = []
+    return orjson.dumps({"type": document["type"], "id": document["id"], **rest})
+
+
+def row(entity_id: str) -> dict[str, Any]:
+    return dict(WikidataEntity.objects.values(*ROW_FIELDS).get(pk=entity_id))
+
+
+def api_documents() -> list[dict[str, Any]]:
+    """The entity documents the API served, from ../shared/wikidata: bare ones and wbgetentities answers."""
+    documents = [json.loads((SHARED / f"{name}.json").read_text()) for name in
+                 ("Q42", "Q2112", "P279", "P8098", "L525", "L3354", "L3872")]  # fmt: skip
+    for name in ("Q32063953", "wbgetentities_Q6-Q42-P31"):
+        for document in json.loads((SHARED / f"{name}.json").read_text())["entities"].values():
+            if "missing" not in document:
+                documents.append({key: value for key, value in document.items() if key != "redirects"})
+    return documents
+
+
+def test_the_real_2015_dump_sample_imports_every_entity_whole_in_several_chunks(tmp_path: Path) -> None:
+    with gzip.open(SHARED / "dump_sample_wdtk_20150815.json.gz", "rb") as sample:
+        documents = json.load(sample)
+    out, err = import_dump(SHARED / "dump_sample_wdtk_20150815.json.gz", "--chunk-dir", str(tmp_path))
+    assert counts(out) == "101 entities read, 101 matched, 101 written, 0 unchanged, 0 bad lines"
+    assert out.splitlines()[-1] == "Every chunk was imported."
+    assert err == ""
+    for document in documents:
+        entity = WikidataEntity.objects.get(pk=document["id"])
+        assert entity.data == document
+        assert (entity.entity_type, entity.lastrevid, entity.modified) == (document["type"], None, None)
+    dump = DumpImport.objects.get()
+    assert dump.chunks == DumpChunk.objects.filter(status=ChunkStatus.DONE).count() > 3
+    assert list(tmp_path.iterdir()) == []  # each chunk file is removed once its chunk is done
+
+
+def test_a_second_run_over_the_same_dump_rewrites_nothing(tmp_path: Path) -> None:
+    path = write_dump(tmp_path / "dump.json.gz", [make_dump.dump_line(t, 100 + n) for n, t in
+                                                   enumerate(make_dump.templates()[:30])])  # fmt: skip
+    assert (
+        counts(import_dump(path)[0]) == "30 entities read, 30 matched, 30 written, 0 unchanged, 0 bad lines"
+    )
+    before = dict(WikidataEntity.objects.values_list("pk", "fetched_at"))
+    out, _ = import_dump(path)
+    assert counts(out) == "30 entities read, 30 matched, 0 written, 30 unchanged, 0 bad lines"
+    assert dict(WikidataEntity.objects.values_list("pk", "fetched_at")) == before
+    assert DumpImport.objects.count() == 2  # the first was finished: a new import, not a resumption
+    # Entities without a lastrevid (older dumps) are not rewritten either.
+    sample = SHARED / "dump_sample_wdtk_20150815.json.gz"
+    import_dump(sample, "--chunk-dir", str(tmp_path / "c"))
+    assert counts(import_dump(sample, "--chunk-dir", str(tmp_path / "c"))[0]).endswith(
+        "0 written, 101 unchanged, 0 bad lines"
+    )
+
+
+@pytest.mark.parametrize("document", api_documents(), ids=lambda document: document["id"])
+def test_an_entity_from_the_dump_and_the_same_revision_from_the_api_give_equal_rows(
+    tmp_path: Path, wikidata: StandInWikidata, document: dict[str, Any]
+) -> None:
+    wikidata.add_entity(document)
+    assert WikidataImporter().import_single(document["id"]) == "imported"
+    from_api = row(document["id"])
+    WikidataEntity.objects.all().delete()
+
+    out, _ = import_dump(
+        write_dump(tmp_path / "dump.json.bz2", [dump_line(json.loads(json.dumps(document)))])
+    )
+    assert counts(out) == "1 entities read, 1 matched, 1 written, 0 unchanged, 0 bad lines"
+    assert row(document["id"]) == from_api
+
+
+def test_a_quirk_empty_maps_written_as_lists_are_stored_as_the_api_sends_them(tmp_path: Path) -> None:
+    line = (b'{"type":"item","id":"Q7","labels":[],"descriptions":[],"aliases":[],"claims":[],'
+            b'"sitelinks":[],"lastrevid":9}')  # fmt: skip
+    import_dump(write_dump(tmp_path / "dump.json", [line]))
+    assert WikidataEntity.objects.get(pk="Q7").data == {
+        "type": "item", "id": "Q7", "labels": {}, "descriptions": {}, "aliases": {}, "claims": {},
+        "sitelinks": {}, "lastrevid": 9,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "line_end", "last_line_end"),
+    [("dump.json", b"\n", True), ("dump.json.gz", b"\r\n", True), ("dump.json.bz2", b"\n", False)],
+)
+def test_line_ends_compressions_and_a_missing_last_line_end_are_read_alike(
+    tmp_path: Path, name: str, line_end: bytes, last_line_end: bool
+) -> None:
+    texts = [make_dump.dump_line(template, 500 + n) for n, template in enumerate(make_dump.templates()[:12])]
+    out, _ = import_dump(write_dump(tmp_path / name, texts, line_end, last_line_end))
+    assert counts(out) == "12 entities read, 12 matched, 12 written, 0 unchanged, 0 bad lines"
+    assert WikidataEntity.objects.count() == 12
+
+
+def test_bad_lines_are_counted_and_named_by_line_number_and_the_good_ones_imported(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.WIKIDATA_DUMP_MAX_LINE_BYTES = 4000
+    good = b'{"type":"item","id":"Q1","labels":[],"lastrevid":5}'
+    deep = b'{"type":"item","id":"Q2","x":' + b"[" * 70 + b"]" * 70 + b',"lastrevid":5}'
+    texts = [
+        good,  # line 2
+        b'{"type":"item","id":"Q3", not json',
+        b"[1, 2]",
+        b'{"type":"item","id":"Q0","lastrevid":5}',
+        b'{"type":"item","id":"Q4","labels":{"en":{"language":"en","value":"a\\u0000b"}},"lastrevid":5}',
+        deep,
+        b'{"type":"item","id":"Q5","labels":{"en":{"language":"en","value":"'
+        + b"x" * 5000
+        + b'"}},"lastrevid":5}',
+        b'{"type":"item","id":"Q6","lastrevid":-3}',
+        b'{"type":"item","id":"Q7","modified":"yesterday","lastrevid":5}',
+        b'{"type":"item","id":"Q8","lastrevid":5}',  # line 11
+    ]
+    out, err = import_dump(write_dump(tmp_path / "dump.json.gz", texts))
+    assert counts(out) == "10 entities read, 2 matched, 2 written, 0 unchanged, 8 bad lines"
+    assert out.splitlines()[-1] == "Every chunk was imported."  # bad lines are outcomes, not failures
+    assert set(WikidataEntity.objects.values_list("pk", flat=True)) == {"Q1", "Q8"}
+    listed = err.splitlines()
+    assert listed[0] == "8 bad lines:"
+    assert [line.split(":")[0].strip() for line in listed[1:]] == [f"line {n}" for n in range(3, 11)]
+    assert "line 3: not JSON" in err
+    assert "line 4: not an entity: a JSON list" in err
+    assert "line 5: id is 'Q0', not an entity id" in err
+    assert "line 6: Q4: labels.en.value holds a NUL character" in err
+    assert "line 7: Q2: x[0][0][0]" in err  # where it nests too deep (the reason is cut at 200 characters)
+    assert "line 8: longer than 4000 bytes (WIKIDATA_DUMP_MAX_LINE_BYTES): not read" in err
+    assert "line 9: Q6: lastrevid is -3" in err
+    assert "line 10: Q7: modified is 'yesterday'" in err
+    bad_lines = [line for chunk in DumpChunk.objects.order_by("number") for line, _ in chunk.bad_lines]
+    assert bad_lines == list(range(3, 11))
+
+
+def synthetic(count: int) -> list[bytes]:
+    return list(make_dump.lines(count))
+
+
+def test_where_stores_exactly_the_entities_a_plain_filter_of_the_file_finds(tmp_path: Path) -> None:
+    texts = synthetic(400)
+    path = write_dump(tmp_path / "dump.json.gz", texts)
+    out, _ = import_dump(path, "--where", "P31=Q5")
+    expected = set()
+    for text in texts:
+        document = json.loads(text)
+        if "Q5" in main_values((document.get("claims") or {}).get("P31")):
+            expected.add(document["id"])
+    assert expected
+    assert set(WikidataEntity.objects.values_list("pk", flat=True)) == expected
+    assert (
+        counts(out)
+        == f"400 entities read, {len(expected)} matched, {len(expected)} written, 0 unchanged, 0 bad lines"
+    )
+
+
+def test_where_is_or_within_a_property_and_and_across_properties(tmp_path: Path) -> None:
+    human = {
+        "P31": [
+            {
+                "mainsnak": {
+                    "snaktype": "value",
+                    "datavalue": {"value": {"entity-type": "item", "numeric-id": 5, "id": "Q5"}},
+                }
+            }
+        ]
+    }
+    city = {
+        "P31": [
+            {
+                "mainsnak": {
+                    "snaktype": "value",
+                    "datavalue": {"value": {"entity-type": "item", "numeric-id": 515}},
+                }
+            }
+        ]
+    }
+    named = {"P1448": [{"mainsnak": {"snaktype": "value", "datavalue": {"value": "Bonn"}}}]}  # fmt: skip
+    texts = [
+        orjson.dumps({"type": "item", "id": "Q1", "claims": human, "lastrevid": 1}),
+        orjson.dumps({"type": "item", "id": "Q2", "claims": {**city, **named}, "lastrevid": 1}),
+        orjson.dumps({"type": "item", "id": "Q3", "claims": city, "lastrevid": 1}),
+        orjson.dumps({"type": "item", "id": "Q4", "claims": named, "lastrevid": 1}),
+    ]
+    path = write_dump(tmp_path / "dump.json", texts)
+    import_dump(path, "--where", "P31=Q5", "--where", "p31=q515")
+    assert set(WikidataEntity.objects.values_list("pk", flat=True)) == {"Q1", "Q2", "Q3"}
+    WikidataEntity.objects.all().delete()
+    import_dump(path, "--where", "P31=Q515", "--where", "P1448=Bonn")
+    assert set(WikidataEntity.objects.values_list("pk", flat=True)) == {"Q2"}
+
+
+def test_types_and_an_ids_file_choose_the_entities(tmp_path: Path) -> None:
+    texts = synthetic(150)
+    path = write_dump(tmp_path / "dump.json.gz", texts)
+    documents = [json.loads(text) for text in texts]
+    import_dump(path, "--type", "property", "--type", "lexeme")
+    assert set(WikidataEntity.objects.values_list("pk", flat=True)) == {
+        document["id"] for document in documents if document["type"] in ("property", "lexeme")
+    }
+    WikidataEntity.objects.all().delete()
+    chosen = [documents[3]["id"], documents[77]["id"], "Q1"]
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"# chosen\n{chosen[0].lower()}\n{chosen[1]}\nQ1\n")
+    out, _ = import_dump(path, "--ids", str(ids))
+    assert set(WikidataEntity.objects.values_list("pk", flat=True)) == set(chosen[:2])
+    assert counts(out) == "150 entities read, 2 matched, 2 written, 0 unchanged, 0 bad lines"
+
+
+def entity_line(entity_id: str, revision: int, label: str) -> bytes:
+    labels = {"en": {"language": "en", "value": label}}
+    return orjson.dumps({"type": "item", "id": entity_id, "labels": labels, "lastrevid": revision})
+
+
+def test_only_newer_revisions_are_written_and_the_newest_of_an_id_given_twice(tmp_path: Path) -> None:
+    import_dump(write_dump(tmp_path / "a.json", [entity_line("Q1", 5, "five"), entity_line("Q2", 5, "five")]))
+    out, _ = import_dump(
+        write_dump(
+            tmp_path / "b.json",
+            [entity_line("Q1", 4, "four"), entity_line("Q2", 6, "six"), entity_line("Q3", 2, "two"),
+             entity_line("Q3", 3, "three"), entity_line("Q3", 1, "one")],
+        )
+    )  # fmt: skip
+    assert dict(WikidataEntity.objects.values_list("pk", "label")) == {
+        "Q1": "five",
+        "Q2": "six",
+        "Q3": "three",
+    }
+    assert counts(out) == "5 entities read, 5 matched, 2 written, 3 unchanged, 0 bad lines"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["missing.json.gz"], "missing.json.gz: no such file."),
+        (["."], "is not a Wikidata JSON dump: not a file."),
+        ([str(SHARED / "Q42.json")], "is not a Wikidata JSON dump: it does not start with '['"),
+        (["not-gzip.json.gz"], "is not a Wikidata JSON dump: it does not decompress as .gz"),
+        (["dump.json", "--where", "instance of=city"], "--where 'instance of=city': expected PROPERTY=VALUE"),
+        (["dump.json", "--ids", "nowhere.txt"], "--ids nowhere.txt: no such file."),
+        (["dump.json", "--ids", "bad-ids.txt"], "1 invalid ids; nothing was imported:\n  line 2: "),
+    ],
+)
+def test_a_mistake_is_refused_with_a_clear_message_and_nothing_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arguments: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-gzip.json.gz").write_text("[\n]\n")
+    (tmp_path / "bad-ids.txt").write_text("Q1\nQ1;DROP\n")
+    write_dump(tmp_path / "dump.json", [entity_line("Q1", 1, "one")])
+    with pytest.raises(CommandError) as refused:
+        call_command("import_wikidata_dump", *arguments, stdout=io.StringIO(), stderr=io.StringIO())
+    assert message in str(refused.value)
+    assert not DumpImport.objects.exists()
+    assert not WikidataEntity.objects.exists()
+
+
+def test_a_truncated_gzip_dump_imports_its_whole_lines_and_fails(tmp_path: Path) -> None:
+    texts = synthetic(60)
+    whole = gzip.compress(b"[\n" + b",\n".join(texts) + b"\n]\n")
+    path = tmp_path / "dump.json.gz"
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(CommandError) as failed:
+        import_dump(path)
+    assert "the dump ends early or is corrupt after line" in str(failed.value)
+    assert "run the same command again to resume" in str(failed.value)
+    stored = WikidataEntity.objects.count()
+    assert 0 < stored < 60
+    assert DumpImport.objects.get().split_error
+
+
+def test_a_chunk_that_failed_is_redone_by_the_next_run_and_the_done_ones_are_skipped(tmp_path: Path) -> None:
+    texts = synthetic(80)
+    path = write_dump(tmp_path / "dump.json", texts)
+    import_dump(path)
+    dump = DumpImport.objects.get()
+    # As a worker leaves a chunk it failed: nothing of it kept (its transaction rolled back).
+    failed = DumpChunk.objects.get(dump=dump, number=2)
+    ids = [
+        json.loads(text)["id"] for text in texts[failed.first_line - 2 : failed.first_line - 2 + failed.lines]
+    ]
+    WikidataEntity.objects.filter(pk__in=ids).delete()
+    DumpChunk.objects.filter(pk=failed.pk).update(
+        status=ChunkStatus.FAILED, error="boom", entities=0, matched=0, written=0
+    )
+    done = {chunk.pk: chunk.updated_at for chunk in DumpChunk.objects.exclude(pk=failed.pk)}
+    out, _ = import_dump(path)
+    assert out.startswith(f"Resuming dump import {dump.pk}: {len(done)} chunks done already are skipped.")
+    assert counts(out) == "80 entities read, 80 matched, 80 written, 0 unchanged, 0 bad lines"
+    assert {chunk.pk: chunk.updated_at for chunk in DumpChunk.objects.exclude(pk=failed.pk)} == done
+    assert WikidataEntity.objects.count() == 80
