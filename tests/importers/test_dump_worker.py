@@ -1,0 +1,47 @@
+"""``import_wikidata_dump`` through a real broker and a real ``celery worker`` process."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import make_dump
+from importers.models import ChunkStatus, DumpChunk, WikidataEntity
+from tests.importers.test_dump_command import counts, import_dump
+from tests.support.workers import CeleryWorker
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the worker must see what the test commits
+
+
+def test_workers_import_the_chunks_of_a_compressed_dump_and_remove_their_files(
+    tmp_path: Path, settings: Any, live: CeleryWorker
+) -> None:
+    settings.WIKIDATA_DUMP_CHUNK_BYTES = 20_000
+    texts = list(make_dump.lines(200))
+    path = tmp_path / "dump.json.gz"
+    path.write_bytes(gzip.compress(b"[\n" + b",\n".join(texts) + b"\n]\n"))
+    out, _ = import_dump(path, "--wait", "--timeout", "120")
+    assert counts(out) == "200 entities read, 200 matched, 200 written, 0 unchanged, 0 bad lines"
+    assert out.splitlines()[-1] == "Every chunk was imported."
+    assert set(WikidataEntity.objects.values_list("pk", flat=True)) == {
+        json.loads(text)["id"] for text in texts
+    }
+    chunks = DumpChunk.objects.all()
+    assert len(chunks) > 5
+    assert {chunk.status for chunk in chunks} == {ChunkStatus.DONE}
+    assert all(chunk.task_id for chunk in chunks)  # each recorded by a worker's task
+    assert "WikidataDumpImporter.import_chunk" in live.log_text()
+    assert list((tmp_path / "chunks").iterdir()) == []
+
+
+def test_without_wait_the_command_says_what_it_sent(tmp_path: Path, live: CeleryWorker) -> None:
+    path = tmp_path / "dump.json"
+    path.write_bytes(b"[\n" + b",\n".join(make_dump.lines(3)) + b"\n]\n")
+    out, _ = import_dump(path)
+    assert out.startswith(f"Cut {path} into 1 chunks and sent a task for each not done (dump import ")
+    out, _ = import_dump(path, "--wait", "--timeout", "60")  # the first is finished now, or resumed
+    assert out.splitlines()[-1] == "Every chunk was imported."
