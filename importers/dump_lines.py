@@ -31,7 +31,8 @@ TAIL_WINDOW = 40
 # both, and its API answers hold [] too (the forms' "claims" of L3354 and L3872 in ../shared).
 MAP_KEYS = frozenset({"labels", "descriptions", "aliases", "claims", "sitelinks", "qualifiers", "snaks"})
 QUIRKY_TYPES = ("item", "property")
-EMPTY_MAP_MARKS = {key: b'"' + key.encode() + b'":[]' for key in sorted(MAP_KEYS)}
+TOP_LEVEL_MAP_KEYS = ("labels", "descriptions", "aliases", "claims", "sitelinks")
+STATEMENT_MAP_MARKS = (b'"qualifiers":[]', b'"snaks":[]')
 # The entity type an entity-id value names, before its numeric id (dumps before 2016 had no "id").
 ID_PREFIXES = {"item": "Q", "property": "P", "lexeme": "L"}
 # Documents nest about 15 levels; the quirk's walk stops well past that (check() refuses deeper).
@@ -77,16 +78,15 @@ def with_maps_as_objects(document: dict[str, Any], text: bytes) -> dict[str, Any
     ``"badges": []`` stays a list. Lexemes are left alone (see ``MAP_KEYS``). ``text`` is the
     line the document was parsed from: without any of the marks in it, there is nothing to walk.
     """
-    marks = {key: text.count(mark) for key, mark in EMPTY_MAP_MARKS.items() if mark in text}
-    if not marks or document.get("type") not in QUIRKY_TYPES:
+    if document.get("type") not in QUIRKY_TYPES or b'":[]' not in text:
         return document
-    # Most are the top-level maps of an entity without labels, aliases or sitelinks: turned here,
-    # the whole document is walked only when marks are left (a statement's, a form's).
-    for key in list(marks):
-        if type(document.get(key)) is list and not document[key]:
+    # Most are the top-level maps of an entity without labels, aliases or sitelinks, turned here
+    # without a walk; deeper, an item or a property has maps only in its statements.
+    for key in TOP_LEVEL_MAP_KEYS:
+        value = document.get(key)
+        if type(value) is list and not value:
             document[key] = {}
-            marks[key] -= 1
-    if not any(marks.values()):
+    if not any(mark in text for mark in STATEMENT_MAP_MARKS):
         return document
     stack: list[tuple[Any, int]] = [(document, 0)]
     while stack:

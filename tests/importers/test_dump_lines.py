@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from importers.documents import MAX_DEPTH, UnusableDocument, check
-from importers.dump_chunks import nests_within
+from importers.dump_chunks import check_parsed, nests_within
 from importers.dump_lines import Filters, Head, entity_text, head_of, main_values, with_maps_as_objects
 from tests.conftest import ROOT
 
@@ -106,21 +106,35 @@ def test_a_map_that_is_not_empty_is_left_as_it_is() -> None:
     assert with_maps_as_objects(copy.deepcopy(document), orjson.dumps(document)) == document
 
 
-@pytest.mark.parametrize("levels", [1, 2, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, MAX_DEPTH + 5])
-@pytest.mark.parametrize("opening", ["[", "{"])
-def test_the_nesting_test_of_the_text_agrees_with_the_walk_of_check(levels: int, opening: str) -> None:
-    inner: Any = [] if opening == "[" else {}
-    value = inner
-    for _ in range(levels - 2):
-        value = [value] if opening == "[" else {"k": value}
+@pytest.mark.parametrize(
+    "levels",
+    [1, 2, MAX_DEPTH // 2, MAX_DEPTH // 2 + 1, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, MAX_DEPTH + 5],
+)
+@pytest.mark.parametrize("opening", ["[", "{", "mixed"])
+def test_the_checks_of_a_parsed_line_agree_with_check_and_its_text_test_is_never_wrong(
+    levels: int, opening: str
+) -> None:
+    value: Any = [] if opening == "[" else {}
+    for level in range(levels - 2):
+        array = opening == "[" or (opening == "mixed" and level % 2)
+        value = [value] if array else {"k": value}
     document = {"type": "item", "x": value} if levels > 1 else {"type": "item"}
+    text = orjson.dumps(document)
     try:
         check(document)
         passes = True
     except UnusableDocument:
         passes = False
-    assert nests_within(orjson.dumps(document), MAX_DEPTH) == passes
     assert passes == (levels <= MAX_DEPTH)
+    try:
+        check_parsed(document, text)
+        assert passes
+    except UnusableDocument:
+        assert not passes
+    if nests_within(text, MAX_DEPTH):  # sure, then right
+        assert passes
+    if levels <= MAX_DEPTH // 2:  # sure within half the levels, where every real entity is
+        assert nests_within(text, MAX_DEPTH)
 
 
 def test_brackets_inside_strings_make_the_nesting_test_unsure_never_wrong() -> None:

@@ -222,8 +222,9 @@ class Command(BaseCommand):
                     self.stdout.write(
                         f"Resuming dump import {previous.pk}: {done} chunks done already are skipped."
                     )
-                DumpImport.objects.filter(pk=previous.pk).update(split_error="")
-                previous.split_error = ""
+                # The chunk directory given now is where the chunks not done yet are written again.
+                previous.split_error, previous.chunk_dir = "", str(chunk_dir or "")
+                DumpImport.objects.filter(pk=previous.pk).update(split_error="", chunk_dir=previous.chunk_dir)
                 return previous
             return DumpImport.objects.create(
                 path=str(path),
