@@ -11,10 +11,10 @@ import pytest
 
 from bench import make_dump
 from importers.models import ChunkStatus, DumpChunk, WikidataEntity
-from tests.importers.test_dump_command import counts, import_dump
+from tests.importers.test_dump_command import NEEDS_SHARED, counts, import_dump
 from tests.support.workers import CeleryWorker
 
-pytestmark = pytest.mark.django_db(transaction=True)  # the worker must see what the test commits
+pytestmark = [pytest.mark.django_db(transaction=True), NEEDS_SHARED]  # the worker sees what the test commits
 
 
 def test_workers_import_the_chunks_of_a_compressed_dump_and_remove_their_files(

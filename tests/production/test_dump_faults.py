@@ -15,11 +15,11 @@ from django.utils import timezone
 
 from bench import make_dump
 from importers.models import ChunkStatus, DumpChunk, DumpImport, WikidataEntity
-from tests.importers.test_dump_command import counts, import_dump
+from tests.importers.test_dump_command import NEEDS_SHARED, counts, import_dump
 from tests.production.conftest import Deployment, RedisServer
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)  # the workers must see what the test commits
+pytestmark = [pytest.mark.django_db(transaction=True), NEEDS_SHARED]  # workers see what the test commits
 
 # Short, so that a new worker hands out the dead worker's unacknowledged message at once.
 VISIBILITY_TIMEOUT = 2
