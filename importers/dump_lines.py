@@ -31,7 +31,11 @@ TAIL_WINDOW = 40
 # both, and its API answers hold [] too (the forms' "claims" of L3354 and L3872 in ../shared).
 MAP_KEYS = frozenset({"labels", "descriptions", "aliases", "claims", "sitelinks", "qualifiers", "snaks"})
 QUIRKY_TYPES = ("item", "property")
-TOP_LEVEL_MAP_KEYS = ("labels", "descriptions", "aliases", "claims", "sitelinks")
+TOP_LEVEL_MARKS = tuple(
+    (key, b'"' + key.encode() + b'":[]')
+    for key in ("labels", "descriptions", "aliases", "claims", "sitelinks")
+)
+OBJECT_MARKS = {key: b'"' + key.encode() + b'":{}' for key, _ in TOP_LEVEL_MARKS}
 STATEMENT_MAP_MARKS = (b'"qualifiers":[]', b'"snaks":[]')
 # The entity type an entity-id value names, before its numeric id (dumps before 2016 had no "id").
 ID_PREFIXES = {"item": "Q", "property": "P", "lexeme": "L"}
@@ -70,24 +74,31 @@ def head_of(text: bytes) -> Head:
     return Head(found.group(1).decode(), found.group(2).decode(), revision)
 
 
-def with_maps_as_objects(document: dict[str, Any], text: bytes) -> dict[str, Any]:
-    """Return ``document`` with each empty map the dump wrote as ``[]`` made ``{}``, as the API sends it.
+def with_maps_as_objects(document: dict[str, Any], text: bytes) -> bytes | None:
+    """Make each empty map of ``document`` that the dump wrote as ``[]`` a ``{}``, as the API sends it.
 
-    Changed in place. Only the keys of ``MAP_KEYS`` are turned, at any depth (a statement's
-    qualifiers, a reference's snaks), and only an empty list:
-    ``"badges": []`` stays a list. Lexemes are left alone (see ``MAP_KEYS``). ``text`` is the
-    line the document was parsed from: without any of the marks in it, there is nothing to walk.
+    ``document`` is changed in place; ``text`` is the line it was parsed from. Returns the JSON
+    text of the document as changed where it is had without encoding the document again: the
+    line itself, or the line with its top-level ``"labels":[]`` and the like turned into
+    ``"labels":{}`` (each found once, so surely that key's); else None.
+
+    Only the keys of ``MAP_KEYS`` are turned, at any depth (a statement's qualifiers, a
+    reference's snaks), and only an empty list: ``"badges": []`` stays a list. Lexemes are left
+    alone (see ``MAP_KEYS``).
     """
     if document.get("type") not in QUIRKY_TYPES or b'":[]' not in text:
-        return document
+        return text
     # Most are the top-level maps of an entity without labels, aliases or sitelinks, turned here
     # without a walk; deeper, an item or a property has maps only in its statements.
-    for key in TOP_LEVEL_MAP_KEYS:
+    turned: bytes | None = text
+    for key, mark in TOP_LEVEL_MARKS:
         value = document.get(key)
         if type(value) is list and not value:
             document[key] = {}
+            if turned is not None:
+                turned = turned.replace(mark, OBJECT_MARKS[key]) if turned.count(mark) == 1 else None
     if not any(mark in text for mark in STATEMENT_MAP_MARKS):
-        return document
+        return turned
     stack: list[tuple[Any, int]] = [(document, 0)]
     while stack:
         container, depth = stack.pop()
@@ -103,7 +114,7 @@ def with_maps_as_objects(document: dict[str, Any], text: bytes) -> dict[str, Any
             stack.extend(
                 (value, depth + 1) for value in container if type(value) is dict or type(value) is list
             )
-    return document
+    return None
 
 
 def main_values(statements: Any) -> Iterator[str]:

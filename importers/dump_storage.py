@@ -194,5 +194,13 @@ def _copy_text(value: str) -> str:
 
 
 def _copy_bytes(value: bytes) -> bytes:
-    # JSON text holds no raw tab or line break (they are escaped inside strings): only backslashes.
-    return value.replace(b"\\", b"\\\\") if b"\\" in value else value
+    """JSON text as a field of COPY's text format: backslashes doubled, raw tabs and returns escaped.
+
+    Inside JSON strings a tab or a line break is escaped already; between tokens, a dump's line
+    may still hold a raw tab or carriage return.
+    """
+    if b"\\" in value:
+        value = value.replace(b"\\", b"\\\\")
+    if b"\t" in value or b"\r" in value:
+        value = value.replace(b"\t", b"\\t").replace(b"\r", b"\\r")
+    return value

@@ -162,6 +162,17 @@ def test_a_quirk_empty_maps_written_as_lists_are_stored_as_the_api_sends_them(tm
     }  # fmt: skip
 
 
+def test_whitespace_between_tokens_and_escapes_are_kept_as_json(tmp_path: Path) -> None:
+    label = b'"tab\\there \\u00e9 \\\\"'
+    labels = b'"labels":{"en":{"language":"en","value":' + label + b"}}"
+    line = b'{"type":\t"item", "id" : "Q9",\r' + labels + b',\t"lastrevid": 3}'
+    out, _ = import_dump(write_dump(tmp_path / "dump.json", [line]))
+    assert counts(out) == "1 entities read, 1 matched, 1 written, 0 unchanged, 0 bad lines"
+    entity = WikidataEntity.objects.get(pk="Q9")
+    assert entity.data == json.loads(line)
+    assert entity.label == "tab\there \u00e9 \\"
+
+
 @pytest.mark.parametrize(
     ("name", "line_end", "last_line_end"),
     [("dump.json", b"\n", True), ("dump.json.gz", b"\r\n", True), ("dump.json.bz2", b"\n", False)],

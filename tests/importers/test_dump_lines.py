@@ -79,7 +79,8 @@ def test_empty_maps_written_as_lists_become_objects_at_any_depth_and_lists_stay(
         "sitelinks": {"enwiki": {"badges": []}},
     }
     text = orjson.dumps(document)
-    assert with_maps_as_objects(document, text) == {
+    assert with_maps_as_objects(document, text) is None  # turned in depth: to be encoded again
+    assert document == {
         "type": "item",
         "id": "Q1",
         "labels": {},
@@ -91,19 +92,38 @@ def test_empty_maps_written_as_lists_become_objects_at_any_depth_and_lists_stay(
     }
 
 
-def test_a_lexeme_is_left_as_it_is_as_the_api_sends_its_empty_maps_as_lists_too() -> None:
-    document = {"type": "lexeme", "id": "L1", "claims": [], "forms": [{"claims": [], "representations": {}}]}
-    assert with_maps_as_objects(copy.deepcopy(document), orjson.dumps(document)) == document
-
-
-def test_a_map_that_is_not_empty_is_left_as_it_is() -> None:
+def test_the_top_level_maps_are_turned_in_the_text_too_where_each_is_found_once() -> None:
     document = {
         "type": "item",
         "id": "Q1",
-        "labels": {"en": {"language": "en", "value": "x"}},
-        "aliases": ["x"],
+        "labels": [],
+        "aliases": [],
+        "sitelinks": {"enwiki": {"badges": []}},
     }
-    assert with_maps_as_objects(copy.deepcopy(document), orjson.dumps(document)) == document
+    turned = with_maps_as_objects(document, orjson.dumps(document))
+    assert (
+        turned == b'{"type":"item","id":"Q1","labels":{},"aliases":{},"sitelinks":{"enwiki":{"badges":[]}}}'
+    )
+    assert orjson.loads(turned) == document
+    # A second "labels":[] (in a value, say) could be the one the replacement turns: encoded again.
+    odd = {"type": "item", "id": "Q1", "labels": [], "x": {"labels": []}}
+    assert with_maps_as_objects(odd, orjson.dumps(odd)) is None
+    assert odd == {"type": "item", "id": "Q1", "labels": {}, "x": {"labels": []}}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"type": "lexeme", "id": "L1", "claims": [], "forms": [{"claims": [], "representations": {}}]},
+        {"type": "item", "id": "Q1", "labels": {"en": {"language": "en", "value": "x"}}, "aliases": ["x"]},
+    ],
+    ids=["a lexeme, whose empty maps the API sends as lists too", "a map that is not empty"],
+)
+def test_what_is_no_empty_map_of_an_item_or_property_is_left_as_it_is(document: dict[str, Any]) -> None:
+    text = orjson.dumps(document)
+    changed = copy.deepcopy(document)
+    assert with_maps_as_objects(changed, text) == text
+    assert changed == document
 
 
 @pytest.mark.parametrize(
