@@ -45,3 +45,12 @@ def test_without_wait_the_command_says_what_it_sent(tmp_path: Path, live: Celery
     assert out.startswith(f"Cut {path} into 1 chunks and sent a task for each not done (dump import ")
     out, _ = import_dump(path, "--wait", "--timeout", "60")  # the first is finished now, or resumed
     assert out.splitlines()[-1] == "Every chunk was imported."
+
+
+def test_sync_imports_in_this_process_even_with_a_broker(tmp_path: Path, live: CeleryWorker) -> None:
+    received = live.log_text().count("import_chunk")
+    path = tmp_path / "dump.json"
+    path.write_bytes(b"[\n" + b",\n".join(make_dump.lines(5)) + b"\n]\n")
+    out, _ = import_dump(path, "--sync")
+    assert counts(out) == "5 entities read, 5 matched, 5 written, 0 unchanged, 0 bad lines"
+    assert live.log_text().count("import_chunk") == received  # nothing went to the worker
