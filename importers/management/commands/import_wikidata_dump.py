@@ -509,7 +509,7 @@ class Command(BaseCommand):
                 if len(listed) < MAX_LISTED:
                     listed.append(f"  line {number}: {reason}")
         more = (
-            f"\n  ... and {bad - len(listed)} more (each chunk keeps its first 100 in DumpChunk.bad_lines)"
+            f"\n  ... and {bad - len(listed)} more (the first 100 of each chunk: in the admin's dump chunks)"
             if bad > len(listed)
             else ""
         )
