@@ -15,6 +15,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from bench import make_dump
+from core.exceptions import PoisonMessage, TaskFailed
+from core.message import Message
+from importers.dump_importer import WikidataDumpImporter
 from importers.dump_lines import main_values
 from importers.importers import WikidataImporter
 from importers.models import ChunkStatus, DumpChunk, DumpImport, WikidataEntity
@@ -381,3 +384,36 @@ def test_a_chunk_that_failed_is_redone_by_the_next_run_and_the_done_ones_are_ski
     assert counts(out) == "80 entities read, 80 matched, 80 written, 0 unchanged, 0 bad lines"
     assert {chunk.pk: chunk.updated_at for chunk in DumpChunk.objects.exclude(pk=failed.pk)} == done
     assert WikidataEntity.objects.count() == 80
+
+
+def test_a_chunk_that_cannot_be_read_is_recorded_failed_and_fails_its_task(tmp_path: Path) -> None:
+    path = write_dump(tmp_path / "dump.json", synthetic(20))
+    import_dump(path)
+    chunk = DumpChunk.objects.order_by("number").first()
+    assert chunk is not None
+    DumpChunk.objects.filter(pk=chunk.pk).update(status=ChunkStatus.PENDING, file=str(tmp_path / "gone.json"))
+    with pytest.raises(
+        TaskFailed, match=f"chunk 0 of dump import {chunk.dump_id} failed: .*gone.json does not exist"
+    ):
+        WikidataDumpImporter().import_chunk(chunk.pk)
+    chunk.refresh_from_db()
+    assert chunk.status == ChunkStatus.FAILED
+    assert (
+        "gone.json does not exist: workers must see the dump and its chunk directory at the same path"
+        in chunk.error
+    )
+
+
+def test_a_chunk_whose_task_killed_its_worker_too_often_is_recorded_failed(tmp_path: Path) -> None:
+    import_dump(write_dump(tmp_path / "dump.json", synthetic(3)))
+    chunk = DumpChunk.objects.get()
+    DumpChunk.objects.filter(pk=chunk.pk).update(status=ChunkStatus.PENDING)
+    message = Message(WikidataDumpImporter, "import_chunk", kwargs={"chunk_id": chunk.pk})
+    WikidataDumpImporter.poisoned(
+        message, PoisonMessage("killed its pool process 3 times", task_id="t", losses=3)
+    )
+    chunk.refresh_from_db()
+    assert (chunk.status, chunk.error) == (
+        ChunkStatus.FAILED,
+        "not imported: killed its pool process 3 times",
+    )
