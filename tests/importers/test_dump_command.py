@@ -13,6 +13,7 @@ import orjson
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
 from bench import make_dump
 from core.exceptions import PoisonMessage, TaskFailed
@@ -417,3 +418,21 @@ def test_a_chunk_whose_task_killed_its_worker_too_often_is_recorded_failed(tmp_p
         ChunkStatus.FAILED,
         "not imported: killed its pool process 3 times",
     )
+
+
+if connection.vendor == "postgresql":  # SQLite has no column compression (CI runs both)
+
+    def test_documents_are_compressed_with_lz4_on_a_postgresql_that_has_it() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+            )
+            row = cursor.fetchone()
+            has_lz4 = connection.pg_version >= 140000 and row is not None and row[0]  # type: ignore[attr-defined]
+            cursor.execute(
+                "SELECT attcompression FROM pg_attribute "
+                "WHERE attrelid = 'importers_wikidataentity'::regclass AND attname = 'data'"
+            )
+            found = cursor.fetchone()
+        assert found is not None
+        assert found[0] == ("l" if has_lz4 else "")
