@@ -22,13 +22,20 @@ from tests.support.workers import CeleryWorker
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_worker(name: str, log_dir: Path, env: Mapping[str, str], concurrency: int = 2) -> CeleryWorker:
+def make_worker(
+    name: str,
+    log_dir: Path,
+    env: Mapping[str, str],
+    concurrency: int = 2,
+    kind: type[CeleryWorker] = CeleryWorker,
+) -> CeleryWorker:
     """A worker of this test run, not started yet: the test settings, this run's queues, ``env`` on top.
 
     Its node name ends in this process's id, so that test runs sharing a broker never answer each
-    other's pings; it logs to ``log_dir/worker.log``.
+    other's pings; it logs to ``log_dir/worker.log``. ``kind=ProcfileWorker`` starts it with the
+    Procfile's command line (and its concurrency).
     """
-    return CeleryWorker(
+    return kind(
         f"{name}-{os.getpid()}",
         [settings.CELERY_TASK_DEFAULT_QUEUE, settings.WIKIDATA_QUEUE],
         env={

@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
@@ -74,6 +74,15 @@ class Request:
     path: str
     entity_ids: tuple[str, ...]
     headers: dict[str, str]
+    time: float
+
+
+@dataclass(frozen=True)
+class Answered:
+    """An answer the stand-in finished sending: to which request, its status, and when (monotonic)."""
+
+    request: Request
+    status: int
     time: float
 
 
@@ -224,10 +233,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    logged: Request | None = None  # set by the stand-in as it logs the request
+
     def do_GET(self) -> None:
         stand_in = self.server.stand_in
         try:
-            stand_in._handle(self)
+            with stand_in._in_flight():
+                stand_in._handle(self)
         except OSError:
             # The client went away (timed out, or stop() closed the socket).
             self.close_connection = True
@@ -243,6 +255,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        if self.logged is not None:
+            self.server.stand_in._answered(self.logged, code)
 
     def drip(self, fault: Fault, stopping: threading.Event) -> None:
         """Send ``fault``'s answer close-delimited, a byte every ``fault.seconds`` (see ``Fault.drip``)."""
@@ -285,6 +299,10 @@ class StandInWikidata:
         self.base_url = ""
         self.latency = 0.0
         self.requests: list[Request] = []
+        self.answers: list[Answered] = []
+        # Requests being handled now, and the most there were at once since the last reset.
+        self.in_flight = 0
+        self.most_in_flight = 0
         # Serialised once at add time: served byte-for-byte, and later edits by the caller
         # of the mapping they passed do not leak in.
         self._entities: dict[str, str] = {}
@@ -395,6 +413,8 @@ class StandInWikidata:
             self._redirects.clear()
             self._faults.clear()
             self.requests.clear()
+            self.answers.clear()
+            self.most_in_flight = self.in_flight
             self.latency = 0.0
 
     # Serving (runs in handler threads)
@@ -416,7 +436,8 @@ class StandInWikidata:
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         with self._lock:
             # Logged before anything is sent, so a test that got its answer sees its request.
-            self.requests.append(Request(handler.path, entity_ids, headers, time.monotonic()))
+            handler.logged = Request(handler.path, entity_ids, headers, time.monotonic())
+            self.requests.append(handler.logged)
             fault = self._take_fault(entity_ids)
 
         # Event.wait() rather than sleep(): stop() sets the event and cuts every wait short.
@@ -435,6 +456,21 @@ class StandInWikidata:
             handler.send(200, body, {"Content-Type": _JSON, **extra})
         else:
             handler.send(404, b"Not Found\n", {"Content-Type": _TEXT})
+
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answered(self, request: Request, status: int) -> None:
+        with self._lock:
+            self.answers.append(Answered(request, status, time.monotonic()))
 
     def _take_fault(self, entity_ids: tuple[str, ...]) -> Fault | None:
         for pending in self._faults:
