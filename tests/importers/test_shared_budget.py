@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import io
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
@@ -30,24 +28,16 @@ LATENCY = 0.05
 
 
 @pytest.fixture
-def budget_key() -> Iterator[str]:
-    """Budget keys of this test's own in the broker's Redis, removed afterwards."""
-    key = f"test-shared-budget-{uuid.uuid4().hex[:12]}"
-    yield key
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    for name in client.scan_iter(f"{key}*"):
-        client.delete(name)
-
-
-@pytest.fixture
 def two_workers(
-    tmp_path: Path, wikidata: StandInWikidata, budget_key: str
+    tmp_path: Path, wikidata: StandInWikidata, live_worker: CeleryWorker
 ) -> Iterator[tuple[CeleryWorker, CeleryWorker]]:
-    """Two workers started from the Procfile's line, sharing the broker's Redis as their budget."""
+    """Two workers started from the Procfile's line, sharing the broker's Redis as their budget.
+
+    As every worker of this test run does (the session's live worker too, on the same queues).
+    """
     env = {
         "TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
         "WIKIDATA_BASE_URL": wikidata.base_url,
-        "WIKIDATA_LIMITER_KEY": budget_key,
     }
     with ExitStack() as stack:
         workers = [

@@ -406,6 +406,13 @@ class StandInWikidata:
         with self._lock:
             return sum(entity_id in request.entity_ids for request in self.requests)
 
+    def clear_log(self) -> None:
+        """Forget the requests and answers seen so far, and the most in flight; keep everything else."""
+        with self._lock:
+            self.requests.clear()
+            self.answers.clear()
+            self.most_in_flight = self.in_flight
+
     def reset(self) -> None:
         """Forget entities, redirects, faults, the request log and latency; keep serving."""
         with self._lock:
