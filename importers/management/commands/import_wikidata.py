@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import shutil
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn, cast
 
 from celery import current_app
+from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
@@ -27,6 +30,7 @@ from core.budget import Budget, BudgetUnavailable
 from core.database import UNAVAILABLE, patiently
 from core.exceptions import EnqueueFailed
 from core.sender import in_process, runs_in_process
+from core.tasks import call_importer_method
 from importers.entity_ids import InvalidEntityId, SourcedId, read_ids
 from importers.fetch import MAX_BATCH, request_budget
 from importers.importers import WikidataImporter, chunked
@@ -134,16 +138,16 @@ class Command(BaseCommand):
         """
         duplicates = Duplicates()
         ids = self.requested_ids(run, source, duplicates)
-        pending: list[str] = []
         shown = runs_in_process() and self.verbosity >= 1
-        if shown:
-            ids = self.shown_as_they_end(run, ids, pending)
         try:
-            sent = WikidataImporter().import_bulk(ids, run_id=run.pk, batch_size=batch_size)
+            with self.printed_as_they_end(run) if shown else contextlib.nullcontext():
+                sent = WikidataImporter().import_bulk(ids, run_id=run.pk, batch_size=batch_size)
         except EnqueueFailed as error:
             self.report_not_enqueued(run, valid - duplicates.count, error)
-        if shown:  # the last ones, once every task has run
-            self.print_ended(run, pending, every=True)
+        if shown:  # the ids whose task ended without recording an outcome
+            without = run.outcomes.filter(status="").values_list("wikidata_id", flat=True)
+            for chunk in chunked(without.iterator(), REQUEST_CHUNK):
+                self.print_ended(run, chunk, every=True)
         run.set_requested(sent)
         if duplicates.count and self.verbosity >= 1:
             self.stderr.write(duplicates.report())
@@ -157,16 +161,37 @@ class Command(BaseCommand):
             duplicates.add(repeated)
             yield from new
 
-    def shown_as_they_end(self, run: ImportRun, ids: Iterator[str], pending: list[str]) -> Iterator[str]:
-        """Pass ``ids`` on, printing each id's outcome once it has one (tasks that run here).
+    @contextlib.contextmanager
+    def printed_as_they_end(self, run: ImportRun) -> Iterator[None]:
+        """Within the block, print the lines of a task's ids as it ends (tasks that run here, on threads).
 
-        The next id is asked for as a task ends, and so its line is printed then. ``pending``
-        keeps the ids passed on and not printed yet, for the caller to print when all have run.
+        A task is one the import sent (``import_single`` or ``import_batch``): the calls it makes
+        in turn (a batch's ids handed on one by one) end before it, and are printed with it.
         """
-        for wikidata_id in ids:
-            pending[:] = self.print_ended(run, pending)
-            yield wikidata_id
-            pending.append(wikidata_id)
+        lock = threading.Lock()
+        depth = threading.local()  # of nested task calls, in each thread
+
+        def started(task: Any, **_: Any) -> None:
+            if task.name == call_importer_method.name:
+                depth.calls = getattr(depth, "calls", 0) + 1
+
+        def ended(task: Any, args: list[Any], **_: Any) -> None:
+            if task.name != call_importer_method.name:
+                return
+            depth.calls -= 1
+            kwargs = args[-1] if args and isinstance(args[-1], dict) else {}
+            ids = kwargs.get("wikidata_ids") or [kwargs.get("wikidata_id")]
+            if not depth.calls and all(isinstance(i, str) for i in ids):
+                with lock:
+                    self.print_ended(run, ids)
+
+        task_prerun.connect(started, weak=False)
+        task_postrun.connect(ended, weak=False)
+        try:
+            yield
+        finally:
+            task_prerun.disconnect(started)  # type: ignore[attr-defined]
+            task_postrun.disconnect(ended)  # type: ignore[attr-defined]
 
     def print_ended(self, run: ImportRun, ids: list[str], every: bool = False) -> list[str]:
         """Print the line of each of ``ids`` that has an outcome (``every``: of all); return the others."""
