@@ -660,7 +660,7 @@ def request_budget() -> Budget:
     In Redis at ``WIKIDATA_LIMITER_URL`` when there is one, else in this process's memory; at
     most ``WIKIDATA_MAX_IN_FLIGHT`` requests at once, ``WIKIDATA_MAX_REQUESTS_PER_MINUTE`` a minute.
     """
-    return _budget(
+    return budget_for(
         settings.WIKIDATA_LIMITER_URL,
         settings.WIKIDATA_LIMITER_KEY,
         settings.WIKIDATA_MAX_IN_FLIGHT,
@@ -670,8 +670,8 @@ def request_budget() -> Budget:
 
 
 @functools.cache
-def _budget(url: str, key: str, limit: int, lease_seconds: float, per_minute: int | None) -> Budget:
-    # One a process and configuration: its threads share it (and a local one's count).
+def budget_for(url: str, key: str, limit: int, lease_seconds: float, per_minute: int | None) -> Budget:
+    """The budget of one configuration, one a process: its threads share it (and a local one's count)."""
     if url:
         return RedisBudget(url, key, limit, lease_seconds, per_minute)
     return LocalBudget(limit, lease_seconds, per_minute)

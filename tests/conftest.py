@@ -16,6 +16,7 @@ from django.db import connection
 
 from config.celery_app import app
 from core.registry import registry
+from importers.fetch import budget_for
 from tests.support.wikidata_server import StandInWikidata
 from tests.support.workers import CeleryWorker
 
@@ -50,6 +51,12 @@ def make_worker(
         concurrency=concurrency,
         log=log_dir / "worker.log",
     )
+
+
+@pytest.fixture(autouse=True)
+def fresh_request_budget() -> None:
+    """A new in-process request budget for each test: a pause one test's 429 began ends with it."""
+    budget_for.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,12 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 
 from config.celery_app import app
@@ -120,3 +122,13 @@ def test_in_process_the_command_fetches_up_to_the_budget_at_once_and_prints_each
     printed_before = sum(at < last_answer for at in out.times[:24])
     assert printed_before >= 24 - settings.WIKIDATA_IN_PROCESS_THREADS
     assert ImportRun.objects.get().finished_now() == 24
+
+
+def test_an_unreachable_budget_store_fails_the_id_with_a_clear_error(
+    wikidata: StandInWikidata, settings: Any
+) -> None:
+    ids = serve(wikidata, 1)
+    settings.WIKIDATA_LIMITER_URL = "redis://:secret@127.0.0.1:9/0"
+    with pytest.raises(CommandError, match=r"request budget's Redis \(redis://:\*\*\*@127\.0\.0\.1:9/0\)"):
+        call_command("import_wikidata", *ids, stdout=io.StringIO(), stderr=io.StringIO())
+    assert not wikidata.requests  # no request without a slot

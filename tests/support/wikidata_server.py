@@ -234,11 +234,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     logged: Request | None = None  # set by the stand-in as it logs the request
+    counted = False  # whether the stand-in counts the request as in flight
 
     def do_GET(self) -> None:
         stand_in = self.server.stand_in
         try:
-            with stand_in._in_flight():
+            with stand_in._in_flight(self):
                 stand_in._handle(self)
         except OSError:
             # The client went away (timed out, or stop() closed the socket).
@@ -253,6 +254,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if name.lower() != "content-length":
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
+        self.server.stand_in._answering(self)
         self.end_headers()
         self.wfile.write(body)
         if self.logged is not None:
@@ -260,6 +262,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def drip(self, fault: Fault, stopping: threading.Event) -> None:
         """Send ``fault``'s answer close-delimited, a byte every ``fault.seconds`` (see ``Fault.drip``)."""
+        self.server.stand_in._answering(self)
         self.close_connection = True
         lines = [f"HTTP/1.1 {fault.code} {HTTPStatus(fault.code).phrase}"]
         lines += [f"{name}: {value}" for name, value in fault.headers]
@@ -300,7 +303,8 @@ class StandInWikidata:
         self.latency = 0.0
         self.requests: list[Request] = []
         self.answers: list[Answered] = []
-        # Requests being handled now, and the most there were at once since the last reset.
+        # Requests received and not answered yet (the answer not begun), and the most there were at
+        # once since the last reset or clear_log(): what a client's request budget bounds.
         self.in_flight = 0
         self.most_in_flight = 0
         # Serialised once at add time: served byte-for-byte, and later edits by the caller
@@ -465,14 +469,25 @@ class StandInWikidata:
             handler.send(404, b"Not Found\n", {"Content-Type": _TEXT})
 
     @contextlib.contextmanager
-    def _in_flight(self) -> Iterator[None]:
+    def _in_flight(self, handler: _Handler) -> Iterator[None]:
+        """Count the request as in flight from its arrival until its answer starts (or it ends unanswered).
+
+        Not until the handler has finished: the client may read the answer and send its next
+        request before this thread runs again, and two requests would seem in flight at once.
+        """
         with self._lock:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            handler.counted = True
         try:
             yield
         finally:
-            with self._lock:
+            self._answering(handler)
+
+    def _answering(self, handler: _Handler) -> None:
+        with self._lock:
+            if handler.counted:
+                handler.counted = False
                 self.in_flight -= 1
 
     def _answered(self, request: Request, status: int) -> None:
