@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec
 
 from celery import current_app
+from celery.result import allow_join_result
 from celery.utils import uuid
 from django.db import connections, transaction
 from kombu.exceptions import OperationalError
@@ -87,20 +88,24 @@ def run_on_threads(
         threading.Thread(target=contextvars.copy_context().run, args=(serve,), daemon=True)
         for _ in range(threads)
     ]
-    for worker in workers:
-        worker.start()
     given = 0
-    try:
-        for kwargs in calls:
-            if errors:
-                break
-            work.put(dict(kwargs))
-            given += 1
-    finally:
-        for _ in workers:
-            work.put(stop)
+    # Celery runs each eager call in denied_join_result(), which saves and restores a global flag:
+    # calls ending out of order on threads can leave it set, and then every later AsyncResult.get()
+    # in this process raises "Never call result.get() within a task!". Restored once all ended.
+    with allow_join_result():
         for worker in workers:
-            worker.join()
+            worker.start()
+        try:
+            for kwargs in calls:
+                if errors:
+                    break
+                work.put(dict(kwargs))
+                given += 1
+        finally:
+            for _ in workers:
+                work.put(stop)
+            for worker in workers:
+                worker.join()
     if errors:
         raise errors[0]
     return given
