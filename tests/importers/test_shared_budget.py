@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery._state import task_join_will_block
+from celery._state import task_join_will_block  # type: ignore[attr-defined]
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
