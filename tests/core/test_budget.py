@@ -151,9 +151,12 @@ def test_a_rate_cap_refuses_the_start_beyond_it_and_gives_its_slot_back(key: str
             pass
     sixth = threading.Thread(target=shared.acquire, daemon=True)  # waits for the minute to pass
     sixth.start()
+    wait_until(lambda: shared.started() == 6, timeout=10, why=lambda: "the sixth never took a slot")
+    # The refused start gives its slot back, and holds none while it waits.
+    wait_until(lambda: shared.in_flight() == 0, timeout=10, why=lambda: "the refused start kept its slot")
     sixth.join(1.0)
     assert sixth.is_alive()
-    assert shared.in_flight() == 0  # the refused start holds no slot while it waits
+    assert shared.started() == 6  # and it did not try again meanwhile
 
 
 def test_an_unreachable_store_is_a_clear_error() -> None:
