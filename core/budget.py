@@ -97,12 +97,12 @@ class Budget:
         token = uuid.uuid4().hex
         while True:
             taken, wait, paused = self._take(token)
-            if taken:
-                if self._within_rate():
-                    return token
+            if taken and self._within_rate():
+                return token
+            if taken:  # over the rate: the slot goes back to others until the window moves on
                 self.release(token)
-                wait, paused = self._until_rate_allows(), False
-            if paused:
+                time.sleep(self._until_rate_allows())
+            elif paused:
                 self._announce(wait)
                 time.sleep(wait)
             else:
