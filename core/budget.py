@@ -97,10 +97,9 @@ class Budget:
         token = uuid.uuid4().hex
         while True:
             taken, wait, paused = self._take(token)
-            if taken and self._within_rate():
+            if taken and self._kept_within_rate(token):
                 return token
-            if taken:  # over the rate: the slot goes back to others until the window moves on
-                self.release(token)
+            if taken:  # over the rate: the slot went back to others until the window moves on
                 time.sleep(self._until_rate_allows())
             elif paused:
                 self._announce(wait)
@@ -138,15 +137,20 @@ class Budget:
     def _rate_storage(self) -> Storage:
         raise NotImplementedError
 
-    def _within_rate(self) -> bool:
+    def _kept_within_rate(self, token: str) -> bool:
+        """Whether a start now is within the rate; if not (or the store fails), give the slot back."""
         if self._rate is None:
             return True
         if self._rate_limiter is None:
             self._rate_limiter = MovingWindowRateLimiter(self._rate_storage())
         try:
-            return self._rate_limiter.hit(self._rate, self._rate_key)
+            within = self._rate_limiter.hit(self._rate, self._rate_key)
         except StorageError as error:
+            self.release(token)
             raise BudgetUnavailable(f"the request budget's rate store failed: {error}") from None
+        if not within:
+            self.release(token)
+        return within
 
     def _until_rate_allows(self) -> float:
         assert self._rate is not None
@@ -181,25 +185,6 @@ class LocalBudget(Budget):
         self._started = 0
         self._storage: MemoryStorage | None = None
 
-    def acquire(self) -> str:
-        # The check and the wait under one lock: a slot given back in between is not missed.
-        token = uuid.uuid4().hex
-        while True:
-            with self._changed:
-                while True:
-                    taken, wait, paused = self._take(token)
-                    if taken or paused:
-                        break
-                    self._changed.wait(min(wait, LONGEST_NAP))
-            if taken and self._within_rate():
-                return token
-            if taken:
-                self.release(token)
-                time.sleep(self._until_rate_allows())
-            else:
-                self._announce(wait)
-                time.sleep(wait)
-
     def release(self, token: str) -> None:
         with self._changed:
             self._tokens.discard(token)
@@ -216,6 +201,12 @@ class LocalBudget(Budget):
     def started(self) -> int:
         with self._changed:
             return self._started
+
+    def _nap(self, seconds: float) -> None:
+        with self._changed:
+            # Checked under the lock a release takes: a slot given back just before is not missed.
+            if len(self._tokens) >= self.limit:
+                self._changed.wait(seconds)
 
     def _take(self, token: str) -> tuple[bool, float, bool]:
         with self._changed:
