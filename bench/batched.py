@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .pipeline import CEILING, CONCURRENCY, LATENCY, Pipeline, clear_tables, import_in_process, pipeline
+from .pipeline import CEILING, IN_FLIGHT, LATENCY, Pipeline, clear_tables, import_in_process, pipeline
 from .report import Result, Table, fmt
 
 NAME = "batched"
@@ -24,8 +24,8 @@ def run(quick: bool) -> Result:
     count = 100 if quick else 1000
     result = Result(NAME, TITLE)
     table = Table(
-        f"{count:,} ids, stand-in latency {LATENCY * 1000:.0f} ms a request, worker --concurrency "
-        f"{CONCURRENCY}, PostgreSQL",
+        f"{count:,} ids, stand-in latency {LATENCY * 1000:.0f} ms a request, one worker from the "
+        f"Procfile, {IN_FLIGHT} requests in flight at most, PostgreSQL",
         ["mode", "HTTP requests", "seconds", "entities/s", "% of one-per-id ceiling", "ratio"],
     )
     with pipeline(count) as running:
@@ -35,7 +35,7 @@ def run(quick: bool) -> Result:
                 seconds = import_batched(running, batch_size)
                 batched.append((batch_size, len(running.standin.requests), seconds))
                 clear_tables()
-                running.standin.requests.clear()
+                running.standin.clear_log()
         except NotImplementedError as error:
             result.notes.append(f"Pending: {error}. Nothing was measured.")
             return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .pipeline import CEILING, CONCURRENCY, LATENCY, Pipeline, import_in_process, pipeline
+from .pipeline import CEILING, IN_FLIGHT, LATENCY, Pipeline, import_in_process, pipeline
 from .report import Goal, Result, Table, fmt
 
 NAME = "end_to_end"
@@ -76,17 +76,17 @@ def run(quick: bool) -> Result:
         assert WikidataEntity.objects.count() == count
     loop_rate = add("sequential loop (one process)", loop_requests, loop_seconds)
     seconds, requests, imported = through_worker(count)
-    worker_rate = add(f"import_bulk → worker --concurrency {CONCURRENCY}", requests, seconds)
+    worker_rate = add("import_bulk → one worker from the Procfile", requests, seconds)
     table.add("ratio worker / loop", "", "", "", f"{worker_rate / loop_rate:.2f}", "")
-    table.add(f"ceiling {CONCURRENCY} / {LATENCY} s", "", "", "", fmt(CEILING, 1), "100%")
+    table.add(f"ceiling {IN_FLIGHT} in flight / {LATENCY} s", "", "", "", fmt(CEILING, 1), "100%")
     table.notes += [
         "Loop: wikidata.client.Client(base_url).get(EntityId(id), load=True) and "
         "WikidataEntity.objects.update_or_create(...) with the same fields, in the bench process.",
-        f"Worker: WikidataImporter().import_bulk(ids, run_id=...) from the bench process; one `celery "
-        f"worker --pool prefork --concurrency {CONCURRENCY} --loglevel INFO` on the Wikidata queue "
-        "(config.settings.local); timed from the first send until every id of the run has an outcome "
-        "(polled every 20 ms). Each worker run has a new database, stand-in and worker, warmed up on "
-        f"{CONCURRENCY * 2} other ids first.",
+        "Worker: WikidataImporter().import_bulk(ids, run_id=...) from the bench process; one worker "
+        "started from the Procfile's `worker:` line (its options and --concurrency), on the run's "
+        f"Wikidata queue, config.settings.local, its requests bounded by the shared budget ({IN_FLIGHT} "
+        "in flight); timed from the first send until every id of the run has an outcome (polled every "
+        "20 ms). Each worker run has a new database, stand-in and worker, warmed up on other ids first.",
         f"{imported:,} of {count:,} outcomes of the product's worker run were `imported`.",
         "The worker keeps its database connection across tasks (CELERY_DB_REUSE_MAX, CONN_MAX_AGE); "
         "closing it around every task, Celery's default, cost 10 points of the ceiling in the "

@@ -16,7 +16,7 @@ from typing import cast
 import psycopg
 import redis
 
-from tests.support.workers import CeleryWorker
+from tests.support.workers import CeleryWorker, ProcfileWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -55,6 +55,8 @@ def environment(settings_module: str = "bench.settings", **extra: str) -> dict[s
         "WIKIDATA_QUEUE": QUEUES.wikidata,
         "BENCH_NOOP_QUEUE": QUEUES.noop,
         "WIKIDATA_BASE_URL": NO_WIKIDATA,
+        # The request budget's keys, in the broker's Redis: this run's own, removed at the end.
+        "WIKIDATA_LIMITER_KEY": f"{TOKEN}-budget",
         **extra,
     }
 
@@ -165,6 +167,12 @@ def bench_worker(
         pool=pool,
         concurrency=concurrency,
     )
+
+
+def procfile_worker(name: str, queues: list[str], env: dict[str, str] | None = None) -> ProcfileWorker:
+    """A worker started from the Procfile's ``worker:`` line (its options and concurrency), on this run's
+    queues, database and broker (not started; ``with`` starts and stops it)."""
+    return ProcfileWorker(f"{TOKEN}-{name}", queues, env=environment("config.settings.local", **(env or {})))
 
 
 # The bench database and Redis

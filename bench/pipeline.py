@@ -1,11 +1,11 @@
-"""The Wikidata set-up of benchmarks 2 to 4: a stand-in Wikidata, the bench database and a real worker."""
+"""The Wikidata set-up of the API benchmarks: a stand-in Wikidata, the bench database and real workers."""
 
 from __future__ import annotations
 
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,24 +20,25 @@ from .harness import (
     QUEUES,
     Measured,
     bench_database,
-    bench_worker,
     environment,
+    procfile_worker,
     purge_queues,
     run_measured,
 )
 
-# Seconds the stand-in adds to every request, and requests in flight at once: the ceiling is 60/s.
+# Seconds the stand-in adds to every request, and the request budget (WIKIDATA_MAX_IN_FLIGHT's
+# default): the ceiling is 60 requests a second, however many workers and processes share it.
 LATENCY = 0.05
-CONCURRENCY = 3
-CEILING = CONCURRENCY / LATENCY
+IN_FLIGHT = 3
+CEILING = IN_FLIGHT / LATENCY
 
 
 @dataclass
 class Pipeline:
-    """A running set-up: ``ids`` are served by ``standin`` and imported by ``worker``."""
+    """A running set-up: ``ids`` are served by ``standin`` and imported by ``workers``."""
 
     standin: StandInWikidata
-    worker: CeleryWorker
+    workers: list[CeleryWorker]
     ids: list[str]
 
     def timeout(self, count: int) -> float:
@@ -50,34 +51,29 @@ def ids(count: int, first: int = 1) -> list[str]:
 
 
 @contextmanager
-def pipeline(
-    count: int,
-    *,
-    worker_settings: str = "config.settings.local",
-    worker_env: dict[str, str] | None = None,
-) -> Iterator[Pipeline]:
-    """Serve Q1..Q``count`` with ``LATENCY``; one worker with ``CONCURRENCY`` processes consumes them.
+def pipeline(count: int, *, workers: int = 1, worker_env: dict[str, str] | None = None) -> Iterator[Pipeline]:
+    """Serve Q1..Q``count`` with ``LATENCY``; ``workers`` workers started from the Procfile consume them.
 
-    The worker is warmed up on other ids first (its pool processes open their connections), and
-    the tables are emptied again before the benchmark gets the pipeline.
+    The workers are warmed up on other ids first (their pool processes open their connections),
+    and the tables are emptied again before the benchmark gets the pipeline.
     """
     wanted = ids(count)
-    warm_up = ids(CONCURRENCY * 2, first=count + 1)
-    with bench_database(), StandInWikidata() as standin:
+    with bench_database(), StandInWikidata() as standin, ExitStack() as stack:
+        env = {**(worker_env or {}), "WIKIDATA_BASE_URL": standin.base_url}
+        started = [
+            stack.enter_context(procfile_worker(f"wikidata-{n}", [QUEUES.wikidata], env=env))
+            for n in range(1, workers + 1)
+        ]
+        warm_up = ids(sum(worker.concurrency for worker in started) * 2, first=count + 1)
         for number, wikidata_id in enumerate([*wanted, *warm_up], start=1):
             standin.add_entity(item(wikidata_id, f"Entity {number}", lastrevid=1_000_000 + number))
         standin.latency = LATENCY
-        env = {**(worker_env or {}), "WIKIDATA_BASE_URL": standin.base_url}
-        worker = bench_worker(
-            "wikidata", [QUEUES.wikidata], concurrency=CONCURRENCY, settings_module=worker_settings, env=env
-        )
         try:
-            with worker:
-                running = Pipeline(standin, worker, wanted)
-                import_in_process(warm_up, running.timeout(len(warm_up)))
-                clear_tables()
-                standin.requests.clear()
-                yield running
+            running = Pipeline(standin, started, wanted)
+            import_in_process(warm_up, running.timeout(len(warm_up)))
+            clear_tables()
+            standin.clear_log()
+            yield running
         finally:
             purge_queues()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
-from .pipeline import CEILING, CONCURRENCY, LATENCY, import_in_process, pipeline
+from .pipeline import CEILING, LATENCY, import_in_process, pipeline
 from .report import Goal, Result, Table, fmt
 
 NAME = "reimport"
@@ -37,8 +37,7 @@ def run(quick: bool) -> Result:
     rewritten += len(fetched_after.keys() - fetched_before.keys())
     first_rate, second_rate = count / first_seconds, count / second_seconds
     table = Table(
-        f"{count:,} ids, stand-in latency {LATENCY * 1000:.0f} ms, worker --concurrency {CONCURRENCY}, "
-        "PostgreSQL",
+        f"{count:,} ids, stand-in latency {LATENCY * 1000:.0f} ms, one worker from the Procfile, PostgreSQL",
         ["import", "HTTP requests", "seconds", "entities/s", "% of ceiling", "outcomes afterwards"],
     )
     for label, requests, seconds, rate, statuses in (

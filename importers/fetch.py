@@ -41,6 +41,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from wikidata.client import Client
 from wikidata.entity import EntityId, EntityState
 
+from core.budget import Budget, BudgetUnavailable, LocalBudget, RedisBudget
+
 from .documents import Batch, Fetched, UnusableDocument, check
 from .entity_ids import ENTITY_ID
 from .jsoncodec import loads
@@ -53,7 +55,12 @@ __all__ = (
     "fetch_batch",
     "fetch_entity",
     "fetch_revisions",
+    "request_budget",
 )
+
+# A slot of the request budget is a lease this much longer than an attempt's deadline, so that a
+# request always ends (cut off at the deadline) before its lease does.
+LEASE_GRACE = 1.0
 
 # wbgetentities answers at most this many ids a request (for clients without bot rights).
 MAX_BATCH = 50
@@ -227,7 +234,8 @@ def _wbgetentities(entity_ids: list[str], **params: str) -> tuple[Any, int]:
         api_error = body.get("error") if isinstance(body, dict) else None
         lag = isinstance(api_error, dict) and api_error.get("code") == "maxlag"
         if lag and lagged < settings.WIKIDATA_MAX_RETRIES:
-            time.sleep(_wait(answer.headers, lagged + 1))
+            # The servers lag behind: every process sharing the budget waits, not only this one.
+            request_budget().pause(_wait(answer.headers, lagged + 1))
             continue
         if api_error is not None:
             raise FetchFailed(f"wbgetentities: API error {api_error!s:.500}", attempts)
@@ -322,20 +330,27 @@ def _get(url: str, headers: dict[str, str]) -> tuple[Answer, int]:
             ``WIKIDATA_MAX_RESPONSE_BYTES``, in an encoding not asked for, redirected to another
             host), which is not tried again.
     """
+    budget = request_budget()
     attempt = 1
     while True:
         try:
-            answer = _attempt(url, headers)
+            with budget.slot():  # every attempt, retries too, goes through the shared budget
+                answer = _attempt(url, headers)
         except _Unusable as error:
             raise FetchFailed(f"{url}: {error}", attempt) from None
-        except _Retryable as error:
+        except (_Retryable, BudgetUnavailable) as error:
             if attempt > settings.WIKIDATA_MAX_RETRIES:
                 raise FetchFailed(f"{url}: gave up after {attempt} attempts: {error}", attempt) from None
             time.sleep(_backoff(attempt))
         else:
             if answer.status not in RETRIED_STATUSES or attempt > settings.WIKIDATA_MAX_RETRIES:
                 return answer, attempt
-            time.sleep(_wait(answer.headers, attempt))
+            wait = _wait(answer.headers, attempt)
+            if answer.status == 429 or "Retry-After" in answer.headers:
+                # Wikimedia asks this client to slow down: all of its processes, not this one alone.
+                budget.pause(wait)
+            else:
+                time.sleep(wait)
         attempt += 1
 
 
@@ -637,6 +652,29 @@ class _WatchedHTTPConnectionPool(HTTPConnectionPool):
 
 class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
+
+
+def request_budget() -> Budget:
+    """The request budget every process fetching from Wikidata with these settings shares.
+
+    In Redis at ``WIKIDATA_LIMITER_URL`` when there is one, else in this process's memory; at
+    most ``WIKIDATA_MAX_IN_FLIGHT`` requests at once, ``WIKIDATA_MAX_REQUESTS_PER_MINUTE`` a minute.
+    """
+    return budget_for(
+        settings.WIKIDATA_LIMITER_URL,
+        settings.WIKIDATA_LIMITER_KEY,
+        settings.WIKIDATA_MAX_IN_FLIGHT,
+        settings.WIKIDATA_ATTEMPT_DEADLINE + LEASE_GRACE,
+        settings.WIKIDATA_MAX_REQUESTS_PER_MINUTE,
+    )
+
+
+@functools.cache
+def budget_for(url: str, key: str, limit: int, lease_seconds: float, per_minute: int | None) -> Budget:
+    """The budget of one configuration, one a process: its threads share it (and a local one's count)."""
+    if url:
+        return RedisBudget(url, key, limit, lease_seconds, per_minute)
+    return LocalBudget(limit, lease_seconds, per_minute)
 
 
 @functools.cache

@@ -55,7 +55,7 @@ class WikidataImporter(BaseImporter):
 
         Returns how many ids were sent. ``wikidata_ids`` may be any iterable when called
         directly, so a file of ids is streamed, never loaded whole. Inside
-        ``core.sender.in_process()`` the tasks run here, one after the other.
+        ``core.sender.in_process()`` the tasks run here, ``WIKIDATA_IN_PROCESS_THREADS`` at once.
 
         Raises:
             ValueError: ``batch_size`` is not between 1 and 50.
@@ -76,7 +76,8 @@ class WikidataImporter(BaseImporter):
                     yield {"wikidata_ids": chunk, "run_id": run_id}
 
         try:
-            sender.send_many(calls())
+            # In process, several calls at once: the request budget bounds their requests.
+            sender.send_many(calls(), threads=settings.WIKIDATA_IN_PROCESS_THREADS)
         except EnqueueFailed as error:
             error.sent *= batch_size  # ids, not tasks: every chunk but the last is full
             raise

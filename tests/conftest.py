@@ -16,19 +16,27 @@ from django.db import connection
 
 from config.celery_app import app
 from core.registry import registry
+from importers.fetch import budget_for
 from tests.support.wikidata_server import StandInWikidata
 from tests.support.workers import CeleryWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_worker(name: str, log_dir: Path, env: Mapping[str, str], concurrency: int = 2) -> CeleryWorker:
+def make_worker(
+    name: str,
+    log_dir: Path,
+    env: Mapping[str, str],
+    concurrency: int = 2,
+    kind: type[CeleryWorker] = CeleryWorker,
+) -> CeleryWorker:
     """A worker of this test run, not started yet: the test settings, this run's queues, ``env`` on top.
 
     Its node name ends in this process's id, so that test runs sharing a broker never answer each
-    other's pings; it logs to ``log_dir/worker.log``.
+    other's pings; it logs to ``log_dir/worker.log``. ``kind=ProcfileWorker`` starts it with the
+    Procfile's command line (and its concurrency).
     """
-    return CeleryWorker(
+    return kind(
         f"{name}-{os.getpid()}",
         [settings.CELERY_TASK_DEFAULT_QUEUE, settings.WIKIDATA_QUEUE],
         env={
@@ -43,6 +51,12 @@ def make_worker(name: str, log_dir: Path, env: Mapping[str, str], concurrency: i
         concurrency=concurrency,
         log=log_dir / "worker.log",
     )
+
+
+@pytest.fixture(autouse=True)
+def fresh_request_budget() -> None:
+    """A new in-process request budget for each test: a pause one test's 429 began ends with it."""
+    budget_for.cache_clear()
 
 
 @pytest.fixture(scope="session")

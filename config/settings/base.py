@@ -224,8 +224,7 @@ WIKIDATA_BACKOFF_FACTOR = env.float("WIKIDATA_BACKOFF_FACTOR", default=1.0)
 WIKIDATA_BACKOFF_MAX = env.float("WIKIDATA_BACKOFF_MAX", default=30.0)
 # A Retry-After header is obeyed, but never for longer than this many seconds.
 WIKIDATA_RETRY_AFTER_MAX = env.float("WIKIDATA_RETRY_AFTER_MAX", default=60.0)
-# Wikimedia asks API clients for a few concurrent requests at most: the Wikidata tasks have a
-# queue of their own, so that its workers' concurrency is that limit (see the README).
+# The Wikidata tasks have a queue of their own, so that workers can be given to it alone.
 WIKIDATA_QUEUE = env("WIKIDATA_QUEUE", default="wikidata")
 # WIKIDATA_TIMEOUT bounds each wait for data, not an answer: a server sending a byte a second
 # would never trip it. Each attempt (a request, its redirects within the host and the whole
@@ -239,6 +238,29 @@ WIKIDATA_ATTEMPT_DEADLINE = env.float("WIKIDATA_ATTEMPT_DEADLINE", default=2 * W
 # beyond it is fetched one id at a time. It also bounds the memory a decoded answer takes (a small
 # multiple of its size).
 WIKIDATA_MAX_RESPONSE_BYTES = env.int("WIKIDATA_MAX_RESPONSE_BYTES", default=16 * 1024 * 1024)
+# The request budget that every process importing from Wikidata shares (core.budget). Wikimedia
+# asks API clients to keep at most 3 requests in flight and to honour Retry-After
+# (https://www.mediawiki.org/wiki/Wikimedia_APIs/Rate_limits, 2026): a slot is taken for each
+# request, from every worker together, and a 429 (or maxlag) with Retry-After pauses them all.
+WIKIDATA_MAX_IN_FLIGHT = env.int("WIKIDATA_MAX_IN_FLIGHT", default=3)
+# No per-minute cap by default: Wikimedia publishes no number for reading clients that identify
+# themselves with a User-Agent (only low ones for anonymous bots, while the rest are "being
+# finalized"), and names the in-flight cap and Retry-After as the rules to follow. Where a cap
+# applies, set it: e.g. 83 for the 5,000 requests an hour of api.wikimedia.org's authenticated clients.
+WIKIDATA_MAX_REQUESTS_PER_MINUTE = env.int("WIKIDATA_MAX_REQUESTS_PER_MINUTE", default=0) or None
+# Where the budget is kept: a Redis that every worker reaches (the broker's, when the broker is
+# Redis, else Heroku's REDIS_URL). Empty: in this process's memory, which shares it with nobody,
+# fine for imports that run in process. A slot is a lease of WIKIDATA_ATTEMPT_DEADLINE + 1 s: a
+# worker killed while holding slots gives them back by itself within that time.
+_BROKER_REDIS = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+WIKIDATA_LIMITER_URL = (
+    env("WIKIDATA_LIMITER_URL", default="") or _BROKER_REDIS or env("REDIS_URL", default="")
+)
+# The prefix of the budget's Redis keys: deployments sharing a Redis share a budget by sharing it.
+WIKIDATA_LIMITER_KEY = env("WIKIDATA_LIMITER_KEY", default="wikidata-budget")
+# Imports that run in process (no broker, or --sync) fetch on this many threads, under the same
+# budget: more threads than slots, so that one thread's database work overlaps the others' requests.
+WIKIDATA_IN_PROCESS_THREADS = env.int("WIKIDATA_IN_PROCESS_THREADS", default=2 * WIKIDATA_MAX_IN_FLIGHT)
 
 # Wikidata JSON dump importer (import_wikidata_dump)
 # ------------------------------------------------------------------------------

@@ -48,6 +48,11 @@ else:
         os.environ.pop(name, None)
 CELERY_TASK_IGNORE_RESULT = False
 WIKIDATA_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-wikidata"
+# The request budget: in memory unless a test gives workers a Redis one, under keys of their own.
+WIKIDATA_LIMITER_URL = ""
+if STARTED_BY_TESTS and CELERY_BROKER_URL.startswith("redis://"):
+    WIKIDATA_LIMITER_URL = env("WIKIDATA_LIMITER_URL", default=CELERY_BROKER_URL)
+WIKIDATA_LIMITER_KEY = env("WIKIDATA_LIMITER_KEY", default=f"{CELERY_TASK_DEFAULT_QUEUE}-budget")
 
 # Retries without the production waits, so that fault tests run in a blink.
 WIKIDATA_MAX_RETRIES = 3

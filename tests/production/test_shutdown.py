@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import shlex
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,16 +12,14 @@ import pytest
 from celery.signals import worker_process_init
 from django.conf import settings
 
-from config.celery_app import app
 from importers.importers import WikidataImporter
 from importers.models import WikidataEntity
-from tests.conftest import ROOT
 from tests.importers.entities import item
 from tests.production.conftest import Deployment, RedisServer
 from tests.support.outcomes import outcomes, wait_for_outcomes
 from tests.support.waiting import wait_until
 from tests.support.wikidata_server import Fault, StandInWikidata
-from tests.support.workers import CeleryWorker
+from tests.support.workers import ProcfileWorker, procfile_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the workers must see what the test commits
 
@@ -33,39 +28,6 @@ GRACE = 30.0
 # Every task is still waiting for its answer when the signal comes; shorter than the test settings'
 # WIKIDATA_TIMEOUT (2 s), so that the client waits rather than retries: one request per task.
 HANG = 1.5
-
-
-def procfile_worker() -> tuple[dict[str, str], list[str]]:
-    """Return the Procfile's ``worker`` command: the variables it sets, and the arguments after ``celery``."""
-    lines = (ROOT / "Procfile").read_text().splitlines()
-    words = shlex.split(next(line for line in lines if line.startswith("worker:")).removeprefix("worker:"))
-    env = {}
-    while "=" in words[0]:
-        name, _, value = words.pop(0).partition("=")
-        env[name] = value
-    assert words[0] == "celery", f"the Procfile's worker is not a celery command: {words}"
-    return env, words[1:]
-
-
-class ProcfileWorker(CeleryWorker):
-    """A worker started as the Procfile starts it: its variables and options, this run's queues and name."""
-
-    def start(self, timeout: float = 60) -> None:
-        env, arguments = procfile_worker()
-        arguments[arguments.index("--queues") + 1] = ",".join(self.queues)
-        command = [sys.executable, "-m", "celery", *arguments, "--hostname", self.nodename]
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=log, start_new_session=True
-            )
-
-        def answers_a_ping() -> bool:
-            if self.exited():
-                raise RuntimeError(f"celery worker {self.nodename} exited at start-up:\n{self.log_tail()}")
-            return bool(app.control.ping(destination=[self.nodename], timeout=0.5, limit=1))
-
-        wait_until(answers_a_ping, timeout=timeout, why=self.log_tail)
 
 
 def start_procfile_worker(site: Deployment, name: str, **env: str) -> ProcfileWorker:

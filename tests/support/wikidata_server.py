@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
@@ -74,6 +74,15 @@ class Request:
     path: str
     entity_ids: tuple[str, ...]
     headers: dict[str, str]
+    time: float
+
+
+@dataclass(frozen=True)
+class Answered:
+    """An answer the stand-in finished sending: to which request, its status, and when (monotonic)."""
+
+    request: Request
+    status: int
     time: float
 
 
@@ -224,10 +233,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    logged: Request | None = None  # set by the stand-in as it logs the request
+    counted = False  # whether the stand-in counts the request as in flight
+
     def do_GET(self) -> None:
         stand_in = self.server.stand_in
         try:
-            stand_in._handle(self)
+            with stand_in._in_flight(self):
+                stand_in._handle(self)
         except OSError:
             # The client went away (timed out, or stop() closed the socket).
             self.close_connection = True
@@ -241,11 +254,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if name.lower() != "content-length":
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
+        self.server.stand_in._answering(self)
         self.end_headers()
         self.wfile.write(body)
+        if self.logged is not None:
+            self.server.stand_in._answered(self.logged, code)
 
     def drip(self, fault: Fault, stopping: threading.Event) -> None:
         """Send ``fault``'s answer close-delimited, a byte every ``fault.seconds`` (see ``Fault.drip``)."""
+        self.server.stand_in._answering(self)
         self.close_connection = True
         lines = [f"HTTP/1.1 {fault.code} {HTTPStatus(fault.code).phrase}"]
         lines += [f"{name}: {value}" for name, value in fault.headers]
@@ -285,6 +302,11 @@ class StandInWikidata:
         self.base_url = ""
         self.latency = 0.0
         self.requests: list[Request] = []
+        self.answers: list[Answered] = []
+        # Requests received and not answered yet (the answer not begun), and the most there were at
+        # once since the last reset or clear_log(): what a client's request budget bounds.
+        self.in_flight = 0
+        self.most_in_flight = 0
         # Serialised once at add time: served byte-for-byte, and later edits by the caller
         # of the mapping they passed do not leak in.
         self._entities: dict[str, str] = {}
@@ -388,6 +410,13 @@ class StandInWikidata:
         with self._lock:
             return sum(entity_id in request.entity_ids for request in self.requests)
 
+    def clear_log(self) -> None:
+        """Forget the requests and answers seen so far, and the most in flight; keep everything else."""
+        with self._lock:
+            self.requests.clear()
+            self.answers.clear()
+            self.most_in_flight = self.in_flight
+
     def reset(self) -> None:
         """Forget entities, redirects, faults, the request log and latency; keep serving."""
         with self._lock:
@@ -395,6 +424,8 @@ class StandInWikidata:
             self._redirects.clear()
             self._faults.clear()
             self.requests.clear()
+            self.answers.clear()
+            self.most_in_flight = self.in_flight
             self.latency = 0.0
 
     # Serving (runs in handler threads)
@@ -416,7 +447,8 @@ class StandInWikidata:
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         with self._lock:
             # Logged before anything is sent, so a test that got its answer sees its request.
-            self.requests.append(Request(handler.path, entity_ids, headers, time.monotonic()))
+            handler.logged = Request(handler.path, entity_ids, headers, time.monotonic())
+            self.requests.append(handler.logged)
             fault = self._take_fault(entity_ids)
 
         # Event.wait() rather than sleep(): stop() sets the event and cuts every wait short.
@@ -435,6 +467,32 @@ class StandInWikidata:
             handler.send(200, body, {"Content-Type": _JSON, **extra})
         else:
             handler.send(404, b"Not Found\n", {"Content-Type": _TEXT})
+
+    @contextlib.contextmanager
+    def _in_flight(self, handler: _Handler) -> Iterator[None]:
+        """Count the request as in flight from its arrival until its answer starts (or it ends unanswered).
+
+        Not until the handler has finished: the client may read the answer and send its next
+        request before this thread runs again, and two requests would seem in flight at once.
+        """
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            handler.counted = True
+        try:
+            yield
+        finally:
+            self._answering(handler)
+
+    def _answering(self, handler: _Handler) -> None:
+        with self._lock:
+            if handler.counted:
+                handler.counted = False
+                self.in_flight -= 1
+
+    def _answered(self, request: Request, status: int) -> None:
+        with self._lock:
+            self.answers.append(Answered(request, status, time.monotonic()))
 
     def _take_fault(self, entity_ids: tuple[str, ...]) -> Fault | None:
         for pending in self._faults:

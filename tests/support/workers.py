@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -11,10 +12,11 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from tests.support.waiting import WaitTimeout, wait_until
 
-__all__ = ["CeleryWorker"]
+__all__ = ["CeleryWorker", "ProcfileWorker", "procfile_worker"]
 
 # Where the worker runs, so that ``-A config.celery_app`` imports this project.
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -84,16 +86,10 @@ class CeleryWorker:
         # environment that the Celery app reads its settings from.
         from config.celery_app import app
 
-        command = [
-            sys.executable, "-m", "celery", "-A", "config.celery_app", "worker",
-            "--hostname", self.nodename, "--queues", ",".join(self.queues),
-            "--pool", self.pool, "--concurrency", str(self.concurrency), "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ]  # fmt: skip
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
+                self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
             )
 
         def answers_a_ping() -> bool:
@@ -103,6 +99,15 @@ class CeleryWorker:
             return bool(app.control.ping(destination=[self.nodename], timeout=0.5, limit=1))
 
         wait_until(answers_a_ping, timeout=timeout, why=self.log_tail)
+
+    def command(self) -> list[str]:
+        """The worker's command line."""
+        return [
+            sys.executable, "-m", "celery", "-A", "config.celery_app", "worker",
+            "--hostname", self.nodename, "--queues", ",".join(self.queues),
+            "--pool", self.pool, "--concurrency", str(self.concurrency), "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]  # fmt: skip
 
     @property
     def pid(self) -> int:
@@ -171,3 +176,30 @@ class CeleryWorker:
     def _remove_log(self) -> None:
         if self._log_dir is not None:
             self._log_dir.cleanup()
+
+
+def procfile_worker() -> tuple[dict[str, str], list[str]]:
+    """Return the Procfile's ``worker`` command: the variables it sets, and the arguments after ``celery``."""
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    words = shlex.split(next(line for line in lines if line.startswith("worker:")).removeprefix("worker:"))
+    env = {}
+    while "=" in words[0]:
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    assert words[0] == "celery", f"the Procfile's worker is not a celery command: {words}"
+    return env, words[1:]
+
+
+class ProcfileWorker(CeleryWorker):
+    """A worker started as the Procfile starts it: its variables and options, with its queues and name."""
+
+    def __init__(self, name: str, queues: Sequence[str], **options: Any) -> None:
+        super().__init__(name, queues, **options)
+        variables, arguments = procfile_worker()
+        self.env.update(variables)
+        self.concurrency = int(arguments[arguments.index("--concurrency") + 1])
+
+    def command(self) -> list[str]:
+        _, arguments = procfile_worker()
+        arguments[arguments.index("--queues") + 1] = ",".join(self.queues)
+        return [sys.executable, "-m", "celery", *arguments, "--hostname", self.nodename]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import shutil
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn, cast
 
 from celery import current_app
+from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
@@ -23,11 +26,13 @@ from django.db.models.functions import Length
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from core.budget import Budget, BudgetUnavailable
 from core.database import UNAVAILABLE, patiently
 from core.exceptions import EnqueueFailed
 from core.sender import in_process, runs_in_process
+from core.tasks import call_importer_method
 from importers.entity_ids import InvalidEntityId, SourcedId, read_ids
-from importers.fetch import MAX_BATCH
+from importers.fetch import MAX_BATCH, request_budget
 from importers.importers import WikidataImporter, chunked
 from importers.models import ImportRun, RunOutcome, Status
 
@@ -133,12 +138,16 @@ class Command(BaseCommand):
         """
         duplicates = Duplicates()
         ids = self.requested_ids(run, source, duplicates)
-        if runs_in_process() and self.verbosity >= 1:
-            ids = self.shown_as_they_end(run, ids)
+        shown = runs_in_process() and self.verbosity >= 1
         try:
-            sent = WikidataImporter().import_bulk(ids, run_id=run.pk, batch_size=batch_size)
+            with self.printed_as_they_end(run) if shown else contextlib.nullcontext():
+                sent = WikidataImporter().import_bulk(ids, run_id=run.pk, batch_size=batch_size)
         except EnqueueFailed as error:
             self.report_not_enqueued(run, valid - duplicates.count, error)
+        if shown:  # the ids whose task ended without recording an outcome
+            without = run.outcomes.filter(status="").values_list("wikidata_id", flat=True)
+            for chunk in chunked(without.iterator(), REQUEST_CHUNK):
+                self.print_ended(run, chunk, every=True)
         run.set_requested(sent)
         if duplicates.count and self.verbosity >= 1:
             self.stderr.write(duplicates.report())
@@ -152,18 +161,37 @@ class Command(BaseCommand):
             duplicates.add(repeated)
             yield from new
 
-    def shown_as_they_end(self, run: ImportRun, ids: Iterator[str]) -> Iterator[str]:
-        """Pass ``ids`` on, printing each id's outcome once it has one (tasks that run here).
+    @contextlib.contextmanager
+    def printed_as_they_end(self, run: ImportRun) -> Iterator[None]:
+        """Within the block, print the lines of a task's ids as it ends (tasks that run here, on threads).
 
-        An id is asked for when the task of the ids before it has run; the last ones are printed
-        when ``ids`` is exhausted, with ``no outcome`` for any that has none.
+        A task is one the import sent (``import_single`` or ``import_batch``): the calls it makes
+        in turn (a batch's ids handed on one by one) end before it, and are printed with it.
         """
-        pending: list[str] = []
-        for wikidata_id in ids:
-            pending = self.print_ended(run, pending)
-            yield wikidata_id
-            pending.append(wikidata_id)
-        self.print_ended(run, pending, every=True)
+        lock = threading.Lock()
+        depth = threading.local()  # of nested task calls, in each thread
+
+        def started(task: Any, **_: Any) -> None:
+            if task.name == call_importer_method.name:
+                depth.calls = getattr(depth, "calls", 0) + 1
+
+        def ended(task: Any, args: list[Any], **_: Any) -> None:
+            if task.name != call_importer_method.name:
+                return
+            depth.calls -= 1
+            kwargs = args[-1] if args and isinstance(args[-1], dict) else {}
+            ids = kwargs.get("wikidata_ids") or [kwargs.get("wikidata_id")]
+            if not depth.calls and all(isinstance(i, str) for i in ids):
+                with lock:
+                    self.print_ended(run, ids)
+
+        task_prerun.connect(started, weak=False)
+        task_postrun.connect(ended, weak=False)
+        try:
+            yield
+        finally:
+            task_prerun.disconnect(started)  # type: ignore[attr-defined]
+            task_postrun.disconnect(ended)  # type: ignore[attr-defined]
 
     def print_ended(self, run: ImportRun, ids: list[str], every: bool = False) -> list[str]:
         """Print the line of each of ``ids`` that has an outcome (``every``: of all); return the others."""
@@ -287,16 +315,23 @@ class Command(BaseCommand):
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         hinted = False
-        columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        columns = (
+            TextColumn("importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[requests]}"),
+        )
         console = Console(file=cast(IO[str], _Unstyled(self.stderr)), force_terminal=self.stderr.isatty())
+        requests = RequestGauge(request_budget())
         with Progress(*columns, console=console, disable=self.verbosity < 1) as progress:
-            bar = progress.add_task("import", total=sent)
+            bar = progress.add_task("import", total=sent, requests="")
             while True:
                 try:
                     finished = patiently(run.finished_now)
                 except UNAVAILABLE as error:
                     raise CommandError(f"Lost the database while waiting for run {run.pk}: {error}") from None
-                progress.update(bar, completed=min(finished, sent))
+                progress.update(bar, completed=min(finished, sent), requests=requests.reading())
                 if finished >= sent:
                     return
                 if not (finished or hinted) and time.monotonic() - started > NO_WORKER_HINT_AFTER:
@@ -399,6 +434,33 @@ def consumers_of(queue: str) -> list[str]:
     """The workers (node names) that answer within a second and consume ``queue``."""
     answers = current_app.control.inspect(timeout=1.0).active_queues() or {}
     return [node for node, queues in answers.items() if any(q.get("name") == queue for q in queues)]
+
+
+class RequestGauge:
+    """What the workers' shared request budget shows: requests in flight, and their rate lately."""
+
+    # The rate is over the last this many seconds.
+    WINDOW = 5.0
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.samples: list[tuple[float, int]] = []
+
+    def reading(self) -> str:
+        """``"3/3 requests in flight, 58.2/s"``; empty when the budget is not shared (nothing to see here)."""
+        if not self.budget.shared:
+            return ""
+        try:
+            in_flight, started = self.budget.in_flight(), self.budget.started()
+        except BudgetUnavailable:
+            return "request budget unavailable"
+        now = time.monotonic()
+        self.samples = [(at, count) for at, count in self.samples if now - at <= self.WINDOW]
+        self.samples.append((now, started))
+        first_at, first = self.samples[0]
+        seconds = now - first_at
+        rate = f", {(started - first) / seconds:.1f}/s" if seconds > 0 else ""
+        return f"{in_flight}/{self.budget.limit} requests in flight{rate}"
 
 
 class Duplicates:

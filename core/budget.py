@@ -1,0 +1,359 @@
+"""A request budget shared by every process that uses one store: slots in flight, a common pause, a rate.
+
+An importer that calls someone else's API takes a slot before each request and gives it back
+when the answer is read (``with budget.slot(): ...``). At most ``limit`` slots are out at once
+across every process sharing the store; an answer that asks clients to back off (a 429 with
+``Retry-After``) pauses them all (``budget.pause(seconds)``): no slot is handed out, by any
+process, before the pause ends. ``per_minute`` optionally caps how many slots start a minute.
+
+Two stores: Redis (``RedisBudget``), for workers on any number of machines, and this process's
+memory (``LocalBudget``), for imports that run in process. A slot in Redis is a *lease*: it
+expires by itself ``lease_seconds`` after it was taken, so that a process killed while holding
+slots (SIGKILL, a lost machine) cannot shrink the budget for good. The caller must make sure a
+request ends before its lease does (a deadline shorter than the lease); then an expired lease
+was always a dead process's, and the count can never go over the limit.
+
+In-flight leases and the common pause need an atomic check-and-take on the server's own clock,
+which no rate-limiting library offers: they are two short Lua scripts. The per-minute rate,
+where it is wanted, is the ``limits`` library's moving window, on the same store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from limits import RateLimitItemPerMinute
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.strategies import MovingWindowRateLimiter
+
+__all__ = ("Budget", "BudgetUnavailable", "LocalBudget", "RedisBudget")
+
+logger = logging.getLogger(__name__)
+
+# A waiter that was not woken looks again this often: a lease that expired (its process died)
+# frees its slot without anyone saying so.
+LONGEST_NAP = 1.0
+
+
+class BudgetUnavailable(Exception):
+    """The budget's store (Redis) cannot be reached: no slot can be handed out."""
+
+
+class Budget:
+    """At most ``limit`` requests in flight, a pause all share, and optionally ``per_minute`` starts.
+
+    Subclasses keep the state: ``_take`` hands out a slot or says how long to wait.
+    """
+
+    # Whether other processes share it.
+    shared = False
+
+    def __init__(self, limit: int, lease_seconds: float, per_minute: int | None = None) -> None:
+        if limit < 1:
+            raise ValueError(f"a budget needs at least 1 slot, not {limit}")
+        if lease_seconds <= 0:
+            raise ValueError(f"a lease lasts more than 0 seconds, not {lease_seconds}")
+        if per_minute is not None and per_minute < 1:
+            raise ValueError(f"per_minute must be at least 1 (or None: no rate cap), not {per_minute}")
+        self.limit = limit
+        self.lease_seconds = lease_seconds
+        self.per_minute = per_minute
+        self._rate = RateLimitItemPerMinute(per_minute) if per_minute else None
+        self._rate_limiter: MovingWindowRateLimiter | None = None
+        self._announced_pause = 0.0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one slot for the block: wait for it (and any pause), give it back at the end.
+
+        Raises:
+            BudgetUnavailable: the store cannot be reached.
+        """
+        token = self.acquire()
+        try:
+            yield
+        finally:
+            try:
+                self.release(token)
+            except BudgetUnavailable as error:  # the lease runs out by itself
+                logger.warning("Could not give a slot back: %s", error)
+
+    def acquire(self) -> str:
+        """Wait for a slot, and for any pause to end; return the slot's token for ``release``.
+
+        Raises:
+            BudgetUnavailable: the store cannot be reached.
+        """
+        token = uuid.uuid4().hex
+        while True:
+            taken, wait, paused = self._take(token)
+            if taken and self._kept_within_rate(token):
+                return token
+            if taken:  # over the rate: the slot went back to others until the window moves on
+                time.sleep(self._until_rate_allows())
+            elif paused:
+                self._announce(wait)
+                time.sleep(wait)
+            else:
+                self._nap(min(wait, LONGEST_NAP))
+
+    def release(self, token: str) -> None:
+        """Give a slot back (a lease that already expired is no longer counted: nothing to do)."""
+        raise NotImplementedError
+
+    def pause(self, seconds: float) -> None:
+        """Hand out no slot, to anyone sharing the budget, for ``seconds`` from now (a longer pause stays)."""
+        raise NotImplementedError
+
+    def in_flight(self) -> int:
+        """How many slots are out now."""
+        raise NotImplementedError
+
+    def started(self) -> int:
+        """How many slots were handed out so far (by every process): a counter for rates."""
+        raise NotImplementedError
+
+    def _take(self, token: str) -> tuple[bool, float, bool]:
+        """Take a slot for ``token`` if one is free and no pause runs.
+
+        Returns ``(taken, seconds to wait, paused)``.
+        """
+        raise NotImplementedError
+
+    def _nap(self, seconds: float) -> None:
+        """Wait up to ``seconds``, or until a slot is given back."""
+        raise NotImplementedError
+
+    def _rate_storage(self) -> Storage:
+        raise NotImplementedError
+
+    def _kept_within_rate(self, token: str) -> bool:
+        """Whether a start now is within the rate; if not (or the store fails), give the slot back."""
+        if self._rate is None:
+            return True
+        if self._rate_limiter is None:
+            self._rate_limiter = MovingWindowRateLimiter(self._rate_storage())
+        try:
+            within = self._rate_limiter.hit(self._rate, self._rate_key)
+        except StorageError as error:
+            self.release(token)
+            raise BudgetUnavailable(f"the request budget's rate store failed: {error}") from None
+        if not within:
+            self.release(token)
+        return within
+
+    def _until_rate_allows(self) -> float:
+        assert self._rate is not None
+        assert self._rate_limiter is not None
+        stats = self._rate_limiter.get_window_stats(self._rate, self._rate_key)
+        return max(stats.reset_time - time.time(), 0.01)
+
+    @property
+    def _rate_key(self) -> str:
+        return "starts"
+
+    def _announce(self, seconds: float) -> None:
+        """Log a pause once per process (each waiter would otherwise say the same)."""
+        until = time.monotonic() + seconds
+        if until > self._announced_pause + 0.5:
+            logger.warning("The request budget is paused (the server asked for it): waiting %.1f s", seconds)
+        self._announced_pause = max(self._announced_pause, until)
+
+
+class LocalBudget(Budget):
+    """A budget in this process's memory, for threads of one process (the embedded mode).
+
+    A thread cannot die holding a slot (``slot()`` gives it back whatever happens), so slots
+    here are not leases.
+    """
+
+    def __init__(self, limit: int, lease_seconds: float, per_minute: int | None = None) -> None:
+        super().__init__(limit, lease_seconds, per_minute)
+        self._changed = threading.Condition()
+        self._tokens: set[str] = set()
+        self._paused_until = 0.0
+        self._started = 0
+        self._storage: MemoryStorage | None = None
+
+    def release(self, token: str) -> None:
+        with self._changed:
+            self._tokens.discard(token)
+            self._changed.notify()
+
+    def pause(self, seconds: float) -> None:
+        with self._changed:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    def in_flight(self) -> int:
+        with self._changed:
+            return len(self._tokens)
+
+    def started(self) -> int:
+        with self._changed:
+            return self._started
+
+    def _nap(self, seconds: float) -> None:
+        with self._changed:
+            # Checked under the lock a release takes: a slot given back just before is not missed.
+            if len(self._tokens) >= self.limit:
+                self._changed.wait(seconds)
+
+    def _take(self, token: str) -> tuple[bool, float, bool]:
+        with self._changed:
+            now = time.monotonic()
+            if self._paused_until > now:
+                return False, self._paused_until - now, True
+            if len(self._tokens) < self.limit:
+                self._tokens.add(token)
+                self._started += 1
+                return True, 0.0, False
+            return False, LONGEST_NAP, False
+
+    def _rate_storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = MemoryStorage()
+        return self._storage
+
+
+# KEYS: leases (a sorted set: token -> expiry, ms), pause (its end, ms), started (a counter).
+# ARGV: limit, lease ms, token. Returns {taken, ms to wait, paused}. The server's clock decides,
+# so machines whose clocks disagree still agree on who holds what.
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
+if pause > now then return {0, pause - now, 1} end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('INCR', KEYS[3])
+  return {1, 0, 0}
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, math.max(tonumber(first[2]) - now, 1), 0}
+"""
+
+# KEYS: leases, wake (a list a waiter blocks on). ARGV: token, limit, lease ms.
+_RELEASE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[2], 1)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+# KEYS: pause. ARGV: ms. Extends the pause to now + ms, never shortens it.
+_PAUSE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local till = now + tonumber(ARGV[1])
+local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
+if till > pause then redis.call('SET', KEYS[1], till, 'PX', ARGV[1]) end
+return 1
+"""
+
+# KEYS: leases. Counts the leases that have not expired.
+_IN_FLIGHT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+"""
+
+
+class RedisBudget(Budget):
+    """A budget in Redis at ``url``, under keys starting with ``key``: shared by every process using them."""
+
+    shared = True
+
+    def __init__(
+        self, url: str, key: str, limit: int, lease_seconds: float, per_minute: int | None = None
+    ) -> None:
+        super().__init__(limit, lease_seconds, per_minute)
+        self.url = url
+        self.key = key
+        self._lease_ms = max(int(lease_seconds * 1000), 1)
+        # A client per process, made on first use: after a worker forks, not before.
+        self._client: redis.Redis | None = None
+        self._client_pid = 0
+        self._scripts: dict[str, Any] = {}
+        self._storage: RedisStorage | None = None
+
+    @property
+    def _keys(self) -> dict[str, str]:
+        return {name: f"{self.key}:{name}" for name in ("leases", "pause", "started", "wake")}
+
+    def release(self, token: str) -> None:
+        keys = self._keys
+        self._run(_RELEASE, [keys["leases"], keys["wake"]], [token, self.limit, self._lease_ms])
+
+    def pause(self, seconds: float) -> None:
+        self._run(_PAUSE, [self._keys["pause"]], [max(int(seconds * 1000), 1)])
+
+    def in_flight(self) -> int:
+        return int(self._run(_IN_FLIGHT, [self._keys["leases"]], []))
+
+    def started(self) -> int:
+        return int(self._call(lambda client: client.get(self._keys["started"])) or 0)
+
+    def _take(self, token: str) -> tuple[bool, float, bool]:
+        keys = self._keys
+        taken, wait_ms, paused = self._run(
+            _TAKE, [keys["leases"], keys["pause"], keys["started"]], [self.limit, self._lease_ms, token]
+        )
+        return bool(taken), int(wait_ms) / 1000, bool(paused)
+
+    def _nap(self, seconds: float) -> None:
+        # A release pushes onto the wake list: one waiter wakes at once instead of polling.
+        self._call(lambda client: client.blpop([self._keys["wake"]], timeout=max(seconds, 0.001)))
+
+    def _rate_storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = RedisStorage(self.url, key_prefix=self.key, wrap_exceptions=True)
+        return self._storage
+
+    @property
+    def _rate_key(self) -> str:
+        return f"{self.key}:starts"
+
+    def _redis(self) -> redis.Redis:
+        if self._client is None or self._client_pid != os.getpid():
+            self._client = redis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=10)
+            self._client_pid = os.getpid()
+            self._scripts = {}
+        return self._client
+
+    def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        def run(client: redis.Redis) -> Any:
+            if script not in self._scripts:
+                self._scripts[script] = client.register_script(script)
+            return self._scripts[script](keys=keys, args=args)
+
+        return self._call(run)
+
+    def _call(self, action: Any) -> Any:
+        try:
+            return action(self._redis())
+        except redis.RedisError as error:
+            message = f"the request budget's Redis ({_safe(self.url)}) failed: {error}"
+            raise BudgetUnavailable(message) from None
+
+
+def _safe(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))

@@ -1,0 +1,138 @@
+"""The Wikidata request budget across real workers: at most 3 requests in flight, one pause for all."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery._state import task_join_will_block  # type: ignore[attr-defined]
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from config.celery_app import app
+from importers.importers import WikidataImporter
+from importers.models import ImportRun
+from tests.conftest import make_worker
+from tests.importers.entities import item
+from tests.support.outcomes import wait_for_outcomes
+from tests.support.wikidata_server import Fault, StandInWikidata
+from tests.support.workers import CeleryWorker, ProcfileWorker
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the workers must see what the test commits
+
+LATENCY = 0.05
+
+
+@pytest.fixture
+def two_workers(
+    tmp_path: Path, wikidata: StandInWikidata, live_worker: CeleryWorker
+) -> Iterator[tuple[CeleryWorker, CeleryWorker]]:
+    """Two workers started from the Procfile's line, sharing the broker's Redis as their budget.
+
+    As every worker of this test run does (the session's live worker too, on the same queues).
+    """
+    env = {
+        "TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
+        "WIKIDATA_BASE_URL": wikidata.base_url,
+    }
+    with ExitStack() as stack:
+        workers = [
+            stack.enter_context(make_worker(f"budget-{n}", tmp_path / str(n), env, kind=ProcfileWorker))
+            for n in (1, 2)
+        ]
+        app.conf.CELERY_TASK_ALWAYS_EAGER = False  # the key under the CELERY namespace
+        try:
+            yield workers[0], workers[1]
+        finally:
+            app.conf.CELERY_TASK_ALWAYS_EAGER = True
+
+
+def serve(wikidata: StandInWikidata, count: int) -> list[str]:
+    ids = [f"Q{number}" for number in range(1, count + 1)]
+    for wikidata_id in ids:
+        wikidata.add_entity(item(wikidata_id, f"Item {wikidata_id}"))
+    wikidata.latency = LATENCY
+    return ids
+
+
+def logs(*workers: CeleryWorker) -> str:
+    return "\n".join(worker.log_tail() for worker in workers)
+
+
+def test_two_procfile_workers_keep_three_requests_in_flight_between_them(
+    wikidata: StandInWikidata, two_workers: tuple[CeleryWorker, CeleryWorker]
+) -> None:
+    assert sum(worker.concurrency for worker in two_workers) > 2 * settings.WIKIDATA_MAX_IN_FLIGHT
+    ids = serve(wikidata, 90)
+    WikidataImporter().import_bulk(ids)
+    assert set(wait_for_outcomes(ids, why=lambda: logs(*two_workers)).values()) == {"imported"}
+    # Never more than the budget; and as many, so that this test could see more.
+    assert wikidata.most_in_flight == settings.WIKIDATA_MAX_IN_FLIGHT == 3
+    counts = [worker.log_text().count("WikidataImporter.import_single") for worker in two_workers]
+    assert all(counts), (counts, logs(*two_workers))
+
+
+def test_a_429_with_retry_after_pauses_every_worker(
+    wikidata: StandInWikidata, two_workers: tuple[CeleryWorker, CeleryWorker], live_worker: CeleryWorker
+) -> None:
+    ids = serve(wikidata, 60)
+    wikidata.add_fault("Q20", Fault.status(429, headers={"Retry-After": "1"}))
+    WikidataImporter().import_bulk(ids)
+    assert set(wait_for_outcomes(ids, why=lambda: logs(*two_workers)).values()) == {"imported"}
+    (throttled,) = [answer for answer in wikidata.answers if answer.status == 429]
+    # A request that was already on its way when the 429 went out is the one race the clients
+    # cannot see; every other starts a second later at the earliest, from either worker.
+    in_transit = 0.01
+    starts = [request.time - throttled.time for request in wikidata.requests]
+    assert not [start for start in starts if in_transit < start < 1.0]
+    assert [start for start in starts if start >= 1.0]  # the others went on afterwards
+    assert "The request budget is paused" in "".join(w.log_text() for w in [*two_workers, live_worker])
+
+
+class TimedOutput(io.StringIO):
+    """Standard output that notes when each line was written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def write(self, text: str) -> int:
+        self.times += [time.monotonic()] * text.count("\n")
+        return super().write(text)
+
+
+def test_in_process_the_command_fetches_up_to_the_budget_at_once_and_prints_each_id_as_it_ends(
+    wikidata: StandInWikidata,
+) -> None:
+    ids = serve(wikidata, 24)
+    out = TimedOutput()
+    call_command("import_wikidata", *ids, stdout=out, stderr=io.StringIO())
+    lines = out.getvalue().splitlines()
+    assert sorted(lines[:24]) == sorted(f"{i:<3}  imported    Item {i}" for i in ids)
+    assert lines[24:] == [f"Run {ImportRun.objects.get().pk}: 24 imported.", "Every id was imported."]
+    assert wikidata.most_in_flight == settings.WIKIDATA_MAX_IN_FLIGHT
+    # Printed as they ended, not all at the end: only those of the last calls after the last answer.
+    last_answer = max(answer.time for answer in wikidata.answers)
+    printed_before = sum(at < last_answer for at in out.times[:24])
+    assert printed_before >= 24 - settings.WIKIDATA_IN_PROCESS_THREADS
+    assert ImportRun.objects.get().finished_now() == 24
+    # Celery's eager calls, ending out of order on threads, must not leave this process unable to
+    # wait for a result ("Never call result.get() within a task!").
+    assert not task_join_will_block()
+
+
+def test_an_unreachable_budget_store_fails_the_id_with_a_clear_error(
+    wikidata: StandInWikidata, settings: Any
+) -> None:
+    ids = serve(wikidata, 1)
+    settings.WIKIDATA_LIMITER_URL = "redis://:secret@127.0.0.1:9/0"
+    with pytest.raises(CommandError, match=r"request budget's Redis \(redis://:\*\*\*@127\.0\.0\.1:9/0\)"):
+        call_command("import_wikidata", *ids, stdout=io.StringIO(), stderr=io.StringIO())
+    assert not wikidata.requests  # no request without a slot
