@@ -54,6 +54,9 @@ class ChunkCounts:
     written: int = 0
     bad: int = 0
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
+    # The bad lines of the batch being read (at most BATCH_LINES), found out of order (an overlong
+    # line before a line above it that does not parse): the first kept by keep_bad_lines().
+    batch_bad: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def unchanged(self) -> int:
@@ -62,7 +65,12 @@ class ChunkCounts:
     def add_bad(self, number: int, reason: str) -> None:
         self.bad += 1
         if len(self.bad_lines) < MAX_LISTED_BAD:
-            self.bad_lines.append((number, reason[:MAX_REASON]))
+            self.batch_bad.append((number, reason[:MAX_REASON]))
+
+    def keep_bad_lines(self) -> None:
+        """Keep the first bad lines of the batch, by line number (the chunk keeps the first 100)."""
+        self.bad_lines += sorted(self.batch_bad)[: MAX_LISTED_BAD - len(self.bad_lines)]
+        self.batch_bad = []
 
 
 def read_lines(
@@ -128,12 +136,12 @@ def import_chunk(chunk: DumpChunk, task_id: str | None) -> ChunkCounts | None:
         for batch in _batches(lines):
             last = batch[-1][0]
             _import_batch(batch, filters, language, max_bytes, counts, staging)
+            counts.keep_bad_lines()
         if last - chunk.first_line + 1 != chunk.lines:
             raise ChunkUnreadable(
                 f"{chunk.file} holds {last - chunk.first_line + 1} lines, not {chunk.lines}"
             )
         counts.written = staging.upsert(now)
-        counts.bad_lines.sort()
         DumpChunk.objects.filter(pk=chunk.pk).update(
             status=ChunkStatus.DONE,
             entities=counts.entities,
@@ -194,7 +202,7 @@ def _import_batch(
     for number, text, head in entries:
         known = stored.get(head.entity_id, None) if head.entity_id is not None else None
         skip = head.lastrevid is not None and known is not None and known >= head.lastrevid
-        if skip and not (filters.where or head.entity_type is None):
+        if skip and not filters.where:
             counts.matched += 1  # the head told the type and id: the filters are decided
             continue
         _import_line(number, text, filters, language, counts, staging, parse_only=skip)

@@ -436,3 +436,17 @@ if connection.vendor == "postgresql":  # SQLite has no column compression (CI ru
             found = cursor.fetchone()
         assert found is not None
         assert found[0] == ("l" if has_lz4 else "")
+
+
+def test_a_chunk_keeps_its_first_100_bad_lines_by_line_number_and_counts_them_all(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.WIKIDATA_DUMP_CHUNK_BYTES = 10 * 1024 * 1024  # one chunk
+    settings.WIKIDATA_DUMP_MAX_LINE_BYTES = 100
+    # Overlong lines are found before the lines that do not parse: the list is in line order all the same.
+    texts = [b"x" * 200 if n % 2 else b"{not json" for n in range(1500)]
+    out, err = import_dump(write_dump(tmp_path / "dump.json", texts))
+    assert counts(out) == "1,500 entities read, 0 matched, 0 written, 0 unchanged, 1,500 bad lines"
+    chunk = DumpChunk.objects.get()
+    assert [number for number, _ in chunk.bad_lines] == list(range(2, 102))
+    assert err.splitlines()[-1] == "  ... and 1,480 more (each chunk's first 100: in the admin's dump chunks)"

@@ -509,8 +509,8 @@ class Command(BaseCommand):
                 if len(listed) < MAX_LISTED:
                     listed.append(f"  line {number}: {reason}")
         more = (
-            f"\n  ... and {bad - len(listed)} more (the first 100 of each chunk: in the admin's dump chunks)"
+            f"\n  ... and {bad - len(listed):,} more (each chunk's first 100: in the admin's dump chunks)"
             if bad > len(listed)
             else ""
         )
-        self.stderr.write(f"{bad} bad lines:\n" + "\n".join(listed) + more)
+        self.stderr.write(f"{bad:,} bad lines:\n" + "\n".join(listed) + more)
