@@ -41,7 +41,7 @@ class DumpUnreadable(Exception):
 
 @dataclass(frozen=True)
 class Span:
-    """One chunk as cut: its number, first line number, lines, uncompressed bytes and offset in the stream."""
+    """One chunk as cut: its number, first line, lines, bytes (kept in its file) and offset in the stream."""
 
     number: int
     first_line: int
@@ -117,17 +117,25 @@ def check_dump(path: Path) -> None:
         raise NotADump(f"it does not start with '[' (a JSON array, one entity a line) but with {shown!r}")
 
 
-def cut(stream: IO[bytes], chunk_bytes: int, sink_for: Callable[[int], IO[bytes] | None]) -> Iterator[Span]:
+def cut(
+    stream: IO[bytes],
+    chunk_bytes: int,
+    sink_for: Callable[[int], IO[bytes] | None],
+    max_line_bytes: int | None = None,
+) -> Iterator[Span]:
     """Read ``stream`` once and yield its chunks: each ends at the first line end past ``chunk_bytes``.
 
     Each chunk's bytes go to ``sink_for(number)`` (called as the chunk begins; None: not kept)
-    as they are read, in pieces of at most ``PIECE`` bytes.
+    as they are read, in pieces of at most ``PIECE`` bytes. Of a line longer than
+    ``max_line_bytes``, only its first pieces and its line end are kept: enough for the worker to
+    find it overlong, and a gzip bomb of one endless line fills no disk. ``Span.bytes`` counts
+    the bytes kept (the bytes read, without a sink).
 
     Raises:
         DumpUnreadable: the stream ended early or is corrupt; the chunk read until then was yielded.
     """
     number, first_line, offset = 0, 1, 0
-    size = lines = 0
+    size = kept = lines = line_bytes = 0
     sink: IO[bytes] | None = None
     ended = True  # whether the last piece read ended a line
     while True:
@@ -135,7 +143,7 @@ def cut(stream: IO[bytes], chunk_bytes: int, sink_for: Callable[[int], IO[bytes]
             piece = stream.readline(PIECE)
         except (OSError, EOFError, zlib.error) as error:
             if size:
-                yield Span(number, first_line, lines + (0 if ended else 1), size, offset)
+                yield Span(number, first_line, lines + (0 if ended else 1), kept, offset)
             last = first_line + lines - (1 if ended else 0)
             raise DumpUnreadable(
                 f"the dump ends early or is corrupt after line {last}: {error}", last
@@ -144,15 +152,18 @@ def cut(stream: IO[bytes], chunk_bytes: int, sink_for: Callable[[int], IO[bytes]
             break
         if not size:
             sink = sink_for(number)
-        if sink is not None:
-            sink.write(piece)
-        size += len(piece)
         ended = piece.endswith(b"\n")
+        if max_line_bytes is not None and line_bytes > max_line_bytes and sink is not None:
+            kept += sink.write(b"\n") if ended else 0  # the rest of an overlong line: dropped
+        else:
+            kept += sink.write(piece) if sink is not None else len(piece)
+        size += len(piece)
+        line_bytes = 0 if ended else line_bytes + len(piece)
         if ended:
             lines += 1
             if size >= chunk_bytes:
-                yield Span(number, first_line, lines, size, offset)
+                yield Span(number, first_line, lines, kept, offset)
                 number, first_line, offset = number + 1, first_line + lines, offset + size
-                size = lines = 0
+                size = kept = lines = 0
     if size:  # the last chunk, whose last line may have no line end
-        yield Span(number, first_line, lines + (0 if ended else 1), size, offset)
+        yield Span(number, first_line, lines + (0 if ended else 1), kept, offset)

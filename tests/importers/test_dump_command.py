@@ -450,3 +450,22 @@ def test_a_chunk_keeps_its_first_100_bad_lines_by_line_number_and_counts_them_al
     chunk = DumpChunk.objects.get()
     assert [number for number, _ in chunk.bad_lines] == list(range(2, 102))
     assert err.splitlines()[-1] == "  ... and 1,480 more (each chunk's first 100: in the admin's dump chunks)"
+
+
+def test_a_gzip_bomb_of_one_endless_line_is_a_bad_line_and_fills_no_disk(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.WIKIDATA_DUMP_MAX_LINE_BYTES = 1024 * 1024
+    path = tmp_path / "bomb.json.gz"
+    with gzip.open(path, "wb") as bomb:
+        bomb.write(b"[\n" + entity_line("Q1", 1, "one") + b",\n")
+        for _ in range(64):
+            bomb.write(b"x" * 1024 * 1024)
+        bomb.write(b",\n" + entity_line("Q2", 1, "two") + b"\n]\n")
+    assert path.stat().st_size < 1024 * 1024  # 64 MB of one line, in a small file
+    out, err = import_dump(path)
+    assert counts(out) == "3 entities read, 2 matched, 2 written, 0 unchanged, 1 bad lines"
+    assert "line 3: longer than 1048576 bytes (WIKIDATA_DUMP_MAX_LINE_BYTES): not read" in err
+    assert (
+        sum(chunk.bytes for chunk in DumpChunk.objects.all()) < 3 * 1024 * 1024
+    )  # what the chunk files held
