@@ -254,10 +254,7 @@ class Command(BaseCommand):
             CommandError: the broker could not be reached, or the dump differs from the one resumed.
         """
         path = Path(dump.path)
-        existing = {
-            chunk.number: chunk
-            for chunk in dump.chunk_set.only("number", "status", "first_line", "lines", "bytes")
-        }
+        done = set(dump.chunk_set.filter(status=ChunkStatus.DONE).values_list("number", flat=True))
         importer = WikidataDumpImporter()
         sinks: dict[int, tuple[IO[bytes], Path]] = {}
         reading = progress.add_task("reading", total=dump.size, rate="")
@@ -269,8 +266,7 @@ class Command(BaseCommand):
         def sink_for(number: int) -> IO[bytes] | None:
             if dump.chunk_dir == "":
                 return None
-            known = existing.get(number)
-            if known is not None and known.status == ChunkStatus.DONE:
+            if number in done:
                 return None  # resumed: not written again
             self.wait_for_spool(dump, number, progress, deadline)
             final = Path(dump.chunk_dir) / f"{dump.pk}-{number:07d}.json"
@@ -286,7 +282,7 @@ class Command(BaseCommand):
                 for span in cut(stream, dump.chunk_bytes, sink_for, settings.WIKIDATA_DUMP_MAX_LINE_BYTES):
                     count += 1
                     file = self.close_sink(sinks.pop(span.number, None)) or dump.path
-                    chunk = self.record_chunk(dump, span, existing.get(span.number), file)
+                    chunk = self.record_chunk(dump, span, file)
                     if chunk is not None:
                         self.send(importer, chunk)
                     progress.update(reading, completed=position())
@@ -312,37 +308,37 @@ class Command(BaseCommand):
         os.replace(handle.name, final)
         return str(final)
 
-    def record_chunk(
-        self, dump: DumpImport, span: Span, known: DumpChunk | None, file: str
-    ) -> DumpChunk | None:
-        """Keep a chunk as cut; return it, or None when it was done in an earlier run.
+    def record_chunk(self, dump: DumpImport, span: Span, file: str) -> DumpChunk | None:
+        """Keep a chunk as cut, to be imported; return it, or None when it is done already.
+
+        A chunk done already (in an earlier run, or by another command resuming the same import
+        at once) is left as it is, with its counts.
 
         Raises:
             CommandError: a chunk of the resumed import was cut differently: the dump changed.
         """
-        fields = {"first_line": span.first_line, "lines": span.lines, "bytes": span.bytes}
-        if known is not None:
-            # The lines tell a chunk; its bytes differ when an overlong line was cut short in its file.
-            if (known.first_line, known.lines) != (span.first_line, span.lines):
-                raise CommandError(
-                    f"Chunk {span.number} of dump import {dump.pk} was lines {known.first_line} to "
-                    f"{known.first_line + known.lines - 1}, now {span.first_line} to "
-                    f"{span.first_line + span.lines - 1}: the dump changed. Move it to another path to "
-                    "import it anew."
-                )
-            if known.status == ChunkStatus.DONE:
-                return None
-        chunk, _ = DumpChunk.objects.update_or_create(
-            dump=dump,
-            number=span.number,
-            defaults={
-                **fields,
-                "file": file,
-                "start": span.start if file == dump.path else 0,
-                "status": ChunkStatus.PENDING,
-                "error": "",
-            },
-        )
+        values = {
+            "first_line": span.first_line,
+            "lines": span.lines,
+            "bytes": span.bytes,
+            "file": file,
+            "start": span.start if file == dump.path else 0,
+            "status": ChunkStatus.PENDING,
+            "error": "",
+        }
+        chunk, created = DumpChunk.objects.get_or_create(dump=dump, number=span.number, defaults=values)
+        if created:
+            return chunk
+        # The lines tell a chunk; its bytes differ when an overlong line was cut short in its file.
+        if (chunk.first_line, chunk.lines) != (span.first_line, span.lines):
+            raise CommandError(
+                f"Chunk {span.number} of dump import {dump.pk} was lines {chunk.first_line} to "
+                f"{chunk.first_line + chunk.lines - 1}, now {span.first_line} to "
+                f"{span.first_line + span.lines - 1}: the dump changed. Move it to another path to "
+                "import it anew."
+            )
+        if not DumpChunk.objects.filter(pk=chunk.pk).exclude(status=ChunkStatus.DONE).update(**values):
+            return None
         return chunk
 
     def send(self, importer: WikidataDumpImporter, chunk: DumpChunk) -> None:
