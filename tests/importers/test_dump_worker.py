@@ -8,8 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+from django.core.management.base import CommandError
 
 from bench import make_dump
+from config.celery_app import app
+from importers.dump_importer import WikidataDumpImporter
 from importers.models import ChunkStatus, DumpChunk, WikidataEntity
 from tests.importers.test_dump_command import NEEDS_SHARED, counts, import_dump
 from tests.support.workers import CeleryWorker
@@ -54,3 +58,27 @@ def test_sync_imports_in_this_process_even_with_a_broker(tmp_path: Path, live: C
     out, _ = import_dump(path, "--sync")
     assert counts(out) == "5 entities read, 5 matched, 5 written, 0 unchanged, 0 bad lines"
     assert live.log_text().count("import_chunk") == received  # nothing went to the worker
+
+
+def test_no_more_chunk_files_than_the_spool_allows_wait_for_a_worker(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A broker, and a queue nobody consumes: the chunks sent stay unimported, their files on disk.
+    nobody = f"{settings.CELERY_TASK_DEFAULT_QUEUE}-nobody"
+    monkeypatch.setattr(WikidataDumpImporter, "queue", nobody)
+    monkeypatch.setitem(app.conf, "CELERY_TASK_ALWAYS_EAGER", False)
+    settings.WIKIDATA_DUMP_CHUNK_BYTES = 2048
+    settings.WIKIDATA_DUMP_MAX_SPOOLED_CHUNKS = 3
+    path = tmp_path / "dump.json.gz"
+    path.write_bytes(gzip.compress(b"[\n" + b",\n".join(make_dump.lines(100)) + b"\n]\n"))
+    try:
+        with pytest.raises(
+            CommandError, match=r"Gave up waiting: \d+ chunks of dump import \d+ are not finished"
+        ):
+            import_dump(path, "--timeout", "2")
+    finally:
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        client.delete(nobody)
+        client.close()
+    assert len(list((tmp_path / "chunks").glob("*.json"))) == 3
+    assert DumpChunk.objects.count() == 3  # the fourth waits for one of them to be done
