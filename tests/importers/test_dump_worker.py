@@ -73,7 +73,8 @@ def test_no_more_chunk_files_than_the_spool_allows_wait_for_a_worker(
     path.write_bytes(gzip.compress(b"[\n" + b",\n".join(make_dump.lines(100)) + b"\n]\n"))
     try:
         with pytest.raises(
-            CommandError, match=r"Gave up waiting: \d+ chunks of dump import \d+ are not finished"
+            CommandError,
+            match=r"Gave up waiting: 3 chunks of dump import \d+ are not finished, and the dump is not read to its end",
         ):
             import_dump(path, "--timeout", "2")
     finally:

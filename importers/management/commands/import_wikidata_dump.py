@@ -429,9 +429,10 @@ class Command(BaseCommand):
         if deadline is not None and time.monotonic() >= deadline:
             totals = self.totals(dump)
             left = (dump.chunks if dump.chunks is not None else totals.chunks) - totals.done - totals.failed
+            unread = "" if dump.chunks is not None else ", and the dump is not read to its end"
             raise CommandError(
-                f"Gave up waiting: {left} chunks of dump import {dump.pk} are not finished (the workers go "
-                "on; run the same command again to resume it)."
+                f"Gave up waiting: {left} chunks of dump import {dump.pk} are not finished{unread} (the "
+                "workers go on; run the same command again to resume it)."
             )
 
     def wait_for(self, dump: DumpImport, progress: Progress, deadline: float | None) -> None:
