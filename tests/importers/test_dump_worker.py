@@ -74,7 +74,7 @@ def test_no_more_chunk_files_than_the_spool_allows_wait_for_a_worker(
     try:
         with pytest.raises(
             CommandError,
-            match=r"Gave up waiting: 3 chunks of dump import \d+ are not finished, and the dump is not read to its end",
+            match=r"Gave up waiting: 3 chunks of dump import \d+ are not finished, and the dump is not read",
         ):
             import_dump(path, "--timeout", "2")
     finally:
