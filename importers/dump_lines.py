@@ -36,7 +36,7 @@ TOP_LEVEL_MARKS = tuple(
     for key in ("labels", "descriptions", "aliases", "claims", "sitelinks")
 )
 OBJECT_MARKS = {key: b'"' + key.encode() + b'":{}' for key, _ in TOP_LEVEL_MARKS}
-STATEMENT_MAP_MARKS = (b'"qualifiers":[]', b'"snaks":[]')
+QUALIFIERS_MARK, SNAKS_MARK = b'"qualifiers":[]', b'"snaks":[]'
 # The entity type an entity-id value names, before its numeric id (dumps before 2016 had no "id").
 ID_PREFIXES = {"item": "Q", "property": "P", "lexeme": "L"}
 # Documents nest about 15 levels; the quirk's walk stops well past that (check() refuses deeper).
@@ -97,7 +97,7 @@ def with_maps_as_objects(document: dict[str, Any], text: bytes) -> bytes | None:
             document[key] = {}
             if turned is not None:
                 turned = turned.replace(mark, OBJECT_MARKS[key]) if turned.count(mark) == 1 else None
-    if not any(mark in text for mark in STATEMENT_MAP_MARKS):
+    if QUALIFIERS_MARK not in text and SNAKS_MARK not in text:
         return turned
     stack: list[tuple[Any, int]] = [(document, 0)]
     while stack:
