@@ -22,7 +22,7 @@ from django.utils import timezone
 from .documents import MAX_DEPTH, MAX_TYPE_LENGTH, UnusableDocument, check, summarize
 from .dump_lines import Filters, entity_text, head_of, with_maps_as_objects
 from .dump_storage import Row, Staging, stored_revisions
-from .entity_ids import read_ids
+from .entity_ids import InvalidEntityId, SourcedId, read_ids
 from .models import ChunkStatus, DumpChunk
 
 __all__ = ("ChunkCounts", "ChunkUnreadable", "filters_of", "import_chunk", "read_lines")
@@ -327,9 +327,7 @@ def _ids_in(path: str, signature: tuple[int, ...]) -> frozenset[str]:
         raise ChunkUnreadable(f"the --ids file {path} does not exist on this worker") from None
 
 
-def _valid(sourced: Iterable[Any]) -> Iterator[str]:
-    from .entity_ids import InvalidEntityId
-
+def _valid(sourced: Iterable[SourcedId]) -> Iterator[str]:
     for item in sourced:
         try:
             yield item.normalized()
