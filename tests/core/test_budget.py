@@ -231,9 +231,12 @@ def test_a_slot_given_back_goes_to_a_live_waiter_not_to_one_killed_while_waiting
     doomed.join()
     time.sleep(2.5)  # it has not looked for longer than a live waiter ever goes without
     got: list[float] = []
-    alive = threading.Thread(
-        target=lambda: (budget(key, limit=1, lease=60.0).acquire(), got.append(time.monotonic()))
-    )
+
+    def take() -> None:
+        budget(key, limit=1, lease=60.0).acquire()
+        got.append(time.monotonic())
+
+    alive = threading.Thread(target=take)
     alive.start()
     time.sleep(0.3)
     released = time.monotonic()
