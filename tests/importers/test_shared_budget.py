@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -176,3 +177,23 @@ def test_an_answer_that_asks_for_a_pause_pauses_the_budget_before_its_slot_goes_
     wikidata.add_fault(None, fault)
     call_command("import_wikidata", *ids, "--batch-size", "2", stdout=io.StringIO())
     assert budget.calls == ["acquire", "pause", "release", "acquire", "release"]
+
+
+def test_wait_shows_the_requests_in_flight_of_the_shared_budget(settings: Any) -> None:
+    from importers.fetch import request_budget
+    from importers.management.commands.import_wikidata import Command
+
+    settings.WIKIDATA_LIMITER_URL = "redis://127.0.0.1:6379/13"
+    settings.WIKIDATA_LIMITER_KEY = f"test-gauge-{uuid.uuid4().hex[:12]}"
+    budget = request_budget()
+    tokens = [budget.acquire(), budget.acquire()]  # two requests in flight, somewhere
+    try:
+        run = ImportRun.objects.create(requested=1)
+        run.request([("Q1", "argument 1")])
+        run.outcomes.update(status="imported")
+        err = io.StringIO()
+        Command(stdout=io.StringIO(), stderr=err).wait_for(run, 1)
+        assert "2/3 requests in flight" in err.getvalue()
+    finally:
+        for token in tokens:
+            budget.release(token)
