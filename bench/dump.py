@@ -1,4 +1,4 @@
-"""Benchmark 7: a synthetic dump through ``import_wikidata_dump`` and the Procfile's worker; its limits."""
+"""Benchmark 8: a synthetic dump through ``import_wikidata_dump`` and the Procfile's worker; its limits."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from .harness import POSTGRES_SERVER, PYTHON, ROOT, Measured, run_measured
 from .report import Goal, Result, Table, fmt
 
 NAME = "dump"
-TITLE = "7. A JSON dump: import_wikidata_dump through the Procfile's worker, against gzip → orjson → COPY"
+TITLE = "8. A JSON dump: import_wikidata_dump through the Procfile's worker, against gzip → orjson → COPY"
 DATABASE = "bench_dump"
 DATABASE_URL = f"{POSTGRES_SERVER}/{DATABASE}"
 # A Redis database of this benchmark's own, flushed before and after: the Procfile's worker line

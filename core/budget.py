@@ -104,8 +104,8 @@ class Budget:
             elif paused:
                 self._announce(wait)
                 time.sleep(wait)
-            else:
-                self._nap(min(wait, LONGEST_NAP))
+            elif self._nap(token, min(wait, LONGEST_NAP)) and self._kept_within_rate(token):
+                return token  # handed over by the process that gave it back
 
     def release(self, token: str) -> None:
         """Give a slot back (a lease that already expired is no longer counted: nothing to do)."""
@@ -130,8 +130,8 @@ class Budget:
         """
         raise NotImplementedError
 
-    def _nap(self, seconds: float) -> None:
-        """Wait up to ``seconds``, or until a slot is given back."""
+    def _nap(self, token: str, seconds: float) -> bool:
+        """Wait up to ``seconds``, or until a slot is given back; return whether it is ``token``'s now."""
         raise NotImplementedError
 
     def _rate_storage(self) -> Storage:
@@ -202,11 +202,12 @@ class LocalBudget(Budget):
         with self._changed:
             return self._started
 
-    def _nap(self, seconds: float) -> None:
+    def _nap(self, token: str, seconds: float) -> bool:
         with self._changed:
             # Checked under the lock a release takes: a slot given back just before is not missed.
             if len(self._tokens) >= self.limit:
                 self._changed.wait(seconds)
+        return False  # the waiter takes the slot itself
 
     def _take(self, token: str) -> tuple[bool, float, bool]:
         with self._changed:
@@ -225,12 +226,22 @@ class LocalBudget(Budget):
         return self._storage
 
 
-# KEYS: leases (a sorted set: token -> expiry, ms), pause (its end, ms), started (a counter).
-# ARGV: limit, lease ms, token. Returns {taken, ms to wait, paused}. The server's clock decides,
-# so machines whose clocks disagree still agree on who holds what.
+# The scripts read the Redis server's clock, so machines whose clocks disagree still agree on
+# who holds what. A waiter queues its token in ``waiters`` (scored by when it last looked); a
+# slot given back goes straight to the longest waiter, whose own ``wake:TOKEN`` list it pushes
+# onto: the waiter wakes holding it, one round trip sooner than if it had to take it. A waiter
+# that has not looked for STALE ms is taken for dead (killed while waiting) and skipped.
+
+# KEYS: leases (a sorted set: token -> expiry, ms), pause (its end, ms), started (a counter),
+# waiters (a sorted set: token -> last look, ms), wake (the waiter's list). ARGV: limit, lease
+# ms, token. Returns {taken, ms to wait, paused}.
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  redis.call('DEL', KEYS[5])
+  return {1, 0, 0}
+end
 local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
 if pause > now then return {0, pause - now, 1} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -238,19 +249,39 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   redis.call('INCR', KEYS[3])
+  redis.call('ZREM', KEYS[4], ARGV[3])
   return {1, 0, 0}
 end
+redis.call('ZADD', KEYS[4], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[4], ARGV[2])
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {0, math.max(tonumber(first[2]) - now, 1), 0}
 """
 
-# KEYS: leases, wake (a list a waiter blocks on). ARGV: token, limit, lease ms.
+# KEYS: leases, pause, started, waiters. ARGV: token, limit, lease ms, stale ms, the wake lists'
+# prefix (a waiter's list is named from its token, so it cannot be declared beforehand: fine on
+# one Redis server, not on a cluster). Hands the slot to a waiter unless a pause runs, or the
+# slot was no longer counted (its lease had run out, and someone else may hold it now).
 _RELEASE = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('RPUSH', KEYS[2], 1)
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return 1
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if tonumber(redis.call('GET', KEYS[2]) or '0') > now then return 0 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+while true do
+  local waiter = redis.call('ZPOPMIN', KEYS[4])
+  if #waiter == 0 then return 0 end
+  if tonumber(waiter[2]) >= now - tonumber(ARGV[4]) then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), waiter[1])
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+    redis.call('INCR', KEYS[3])
+    local wake = ARGV[5] .. waiter[1]
+    redis.call('RPUSH', wake, 1)
+    redis.call('PEXPIRE', wake, ARGV[3])
+    return 1
+  end
+end
 """
 
 # KEYS: pause. ARGV: ms. Extends the pause to now + ms, never shortens it.
@@ -291,11 +322,18 @@ class RedisBudget(Budget):
 
     @property
     def _keys(self) -> dict[str, str]:
-        return {name: f"{self.key}:{name}" for name in ("leases", "pause", "started", "wake")}
+        return {name: f"{self.key}:{name}" for name in ("leases", "pause", "started", "waiters")}
+
+    def _wake(self, token: str) -> str:
+        return f"{self.key}:wake:{token}"
 
     def release(self, token: str) -> None:
-        keys = self._keys
-        self._run(_RELEASE, [keys["leases"], keys["wake"]], [token, self.limit, self._lease_ms])
+        k = self._keys
+        self._run(
+            _RELEASE,
+            [k["leases"], k["pause"], k["started"], k["waiters"]],
+            [token, self.limit, self._lease_ms, int(2 * LONGEST_NAP * 1000), self._wake("")],
+        )
 
     def pause(self, seconds: float) -> None:
         self._run(_PAUSE, [self._keys["pause"]], [max(int(seconds * 1000), 1)])
@@ -307,15 +345,17 @@ class RedisBudget(Budget):
         return int(self._call(lambda client: client.get(self._keys["started"])) or 0)
 
     def _take(self, token: str) -> tuple[bool, float, bool]:
-        keys = self._keys
+        k = self._keys
         taken, wait_ms, paused = self._run(
-            _TAKE, [keys["leases"], keys["pause"], keys["started"]], [self.limit, self._lease_ms, token]
+            _TAKE,
+            [k["leases"], k["pause"], k["started"], k["waiters"], self._wake(token)],
+            [self.limit, self._lease_ms, token],
         )
         return bool(taken), int(wait_ms) / 1000, bool(paused)
 
-    def _nap(self, seconds: float) -> None:
-        # A release pushes onto the wake list: one waiter wakes at once instead of polling.
-        self._call(lambda client: client.blpop([self._keys["wake"]], timeout=max(seconds, 0.001)))
+    def _nap(self, token: str, seconds: float) -> bool:
+        wake = self._wake(token)
+        return self._call(lambda client: client.blpop([wake], timeout=max(seconds, 0.001))) is not None
 
     def _rate_storage(self) -> Storage:
         if self._storage is None:

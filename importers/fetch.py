@@ -234,8 +234,10 @@ def _wbgetentities(entity_ids: list[str], **params: str) -> tuple[Any, int]:
         api_error = body.get("error") if isinstance(body, dict) else None
         lag = isinstance(api_error, dict) and api_error.get("code") == "maxlag"
         if lag and lagged < settings.WIKIDATA_MAX_RETRIES:
-            # The servers lag behind: every process sharing the budget waits, not only this one.
-            request_budget().pause(_wait(answer.headers, lagged + 1))
+            # The servers lag behind: every process sharing the budget waits, not only this one
+            # (already paused by _get when the answer said for how long, as Wikidata's does).
+            if "Retry-After" not in answer.headers:
+                request_budget().pause(_wait(answer.headers, lagged + 1))
             continue
         if api_error is not None:
             raise FetchFailed(f"wbgetentities: API error {api_error!s:.500}", attempts)
@@ -336,6 +338,10 @@ def _get(url: str, headers: dict[str, str]) -> tuple[Answer, int]:
         try:
             with budget.slot():  # every attempt, retries too, goes through the shared budget
                 answer = _attempt(url, headers)
+                if answer.status == 429 or "Retry-After" in answer.headers:
+                    # Wikimedia asks this client to slow down: all its processes, not this one
+                    # alone. Before the slot goes back, or another process could take it first.
+                    budget.pause(_wait(answer.headers, attempt))
         except _Unusable as error:
             raise FetchFailed(f"{url}: {error}", attempt) from None
         except (_Retryable, BudgetUnavailable) as error:
@@ -345,12 +351,8 @@ def _get(url: str, headers: dict[str, str]) -> tuple[Answer, int]:
         else:
             if answer.status not in RETRIED_STATUSES or attempt > settings.WIKIDATA_MAX_RETRIES:
                 return answer, attempt
-            wait = _wait(answer.headers, attempt)
-            if answer.status == 429 or "Retry-After" in answer.headers:
-                # Wikimedia asks this client to slow down: all of its processes, not this one alone.
-                budget.pause(wait)
-            else:
-                time.sleep(wait)
+            if not (answer.status == 429 or "Retry-After" in answer.headers):  # else paused above
+                time.sleep(_wait(answer.headers, attempt))
         attempt += 1
 
 

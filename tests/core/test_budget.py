@@ -208,3 +208,40 @@ def test_in_flight_counts_only_leases_that_have_not_expired(key: str) -> None:
     shared.acquire()
     assert shared.in_flight() == 1
     wait_until(lambda: shared.in_flight() == 0, timeout=3, why=lambda: "the lease did not expire")
+
+
+def wait_for_a_slot(key: str, waiting: Event) -> None:
+    """Wait for the only slot (the process is killed while it waits)."""
+    shared = budget(key, limit=1)
+    waiting.set()
+    shared.acquire()
+    time.sleep(600)
+
+
+def test_a_slot_given_back_goes_to_a_live_waiter_not_to_one_killed_while_waiting(key: str) -> None:
+    holder = budget(key, limit=1, lease=60.0)
+    token = holder.acquire()
+    waiting = FORK.Event()
+    doomed = FORK.Process(target=wait_for_a_slot, args=(key, waiting))
+    doomed.start()
+    assert waiting.wait(30)
+    time.sleep(0.3)  # it has queued as a waiter
+    assert doomed.pid is not None
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.join()
+    time.sleep(2.5)  # it has not looked for longer than a live waiter ever goes without
+    got: list[float] = []
+
+    def take() -> None:
+        budget(key, limit=1, lease=60.0).acquire()
+        got.append(time.monotonic())
+
+    alive = threading.Thread(target=take)
+    alive.start()
+    time.sleep(0.3)
+    released = time.monotonic()
+    holder.release(token)
+    alive.join(5)
+    assert got, "the slot went to the dead waiter"
+    assert got[0] - released < 0.5
+    assert holder.in_flight() == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,6 +18,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from config.celery_app import app
+from core.budget import LocalBudget
 from importers.importers import WikidataImporter
 from importers.models import ImportRun
 from tests.conftest import make_worker
@@ -136,3 +138,62 @@ def test_an_unreachable_budget_store_fails_the_id_with_a_clear_error(
     with pytest.raises(CommandError, match=r"request budget's Redis \(redis://:\*\*\*@127\.0\.0\.1:9/0\)"):
         call_command("import_wikidata", *ids, stdout=io.StringIO(), stderr=io.StringIO())
     assert not wikidata.requests  # no request without a slot
+
+
+class RecordingBudget(LocalBudget):
+    """A budget in memory that notes what is done with it, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 60.0)
+        self.calls: list[str] = []
+
+    def acquire(self) -> str:
+        self.calls.append("acquire")
+        return super().acquire()
+
+    def release(self, token: str) -> None:
+        self.calls.append("release")
+        super().release(token)
+
+    def pause(self, seconds: float) -> None:
+        self.calls.append("pause")
+        super().pause(seconds)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.status(429, headers={"Retry-After": "0.2"}), Fault.maxlag(lag=2.0)],
+    ids=["429", "maxlag"],
+)
+def test_an_answer_that_asks_for_a_pause_pauses_the_budget_before_its_slot_goes_back(
+    wikidata: StandInWikidata, monkeypatch: pytest.MonkeyPatch, settings: Any, fault: Fault
+) -> None:
+    # Released first, the slot could go to another process before the pause began.
+    settings.WIKIDATA_RETRY_AFTER_MAX = 0.2
+    budget = RecordingBudget()
+    monkeypatch.setattr("importers.fetch.request_budget", lambda: budget)
+    ids = serve(wikidata, 2)
+    wikidata.latency = 0
+    wikidata.add_fault(None, fault)
+    call_command("import_wikidata", *ids, "--batch-size", "2", stdout=io.StringIO())
+    assert budget.calls == ["acquire", "pause", "release", "acquire", "release"]
+
+
+def test_wait_shows_the_requests_in_flight_of_the_shared_budget(settings: Any) -> None:
+    from importers.fetch import request_budget
+    from importers.management.commands.import_wikidata import Command
+
+    settings.WIKIDATA_LIMITER_URL = "redis://127.0.0.1:6379/13"
+    settings.WIKIDATA_LIMITER_KEY = f"test-gauge-{uuid.uuid4().hex[:12]}"
+    budget = request_budget()
+    tokens = [budget.acquire(), budget.acquire()]  # two requests in flight, somewhere
+    try:
+        run = ImportRun.objects.create(requested=1)
+        run.request([("Q1", "argument 1")])
+        run.outcomes.update(status="imported")
+        err = io.StringIO()
+        Command(stdout=io.StringIO(), stderr=err).wait_for(run, 1)
+        assert "2/3 requests in flight" in err.getvalue()
+    finally:
+        for token in tokens:
+            budget.release(token)

@@ -234,7 +234,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     logged: Request | None = None  # set by the stand-in as it logs the request
+    arrived = 0.0  # when its request line was read (monotonic)
     counted = False  # whether the stand-in counts the request as in flight
+
+    def parse_request(self) -> bool:
+        # Called as soon as the request line is read: the request's arrival, for its latency.
+        self.arrived = time.monotonic()
+        return super().parse_request()
 
     def do_GET(self) -> None:
         stand_in = self.server.stand_in
@@ -447,12 +453,15 @@ class StandInWikidata:
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         with self._lock:
             # Logged before anything is sent, so a test that got its answer sees its request.
-            handler.logged = Request(handler.path, entity_ids, headers, time.monotonic())
+            handler.logged = Request(handler.path, entity_ids, headers, handler.arrived)
             self.requests.append(handler.logged)
             fault = self._take_fault(entity_ids)
 
         # Event.wait() rather than sleep(): stop() sets the event and cuts every wait short.
-        delay = self.latency + (fault.seconds if fault is not None and fault.kind == "hang" else 0.0)
+        # ``latency`` after the request arrived, the stand-in's own handling included, so that
+        # ``latency`` is what a client waits (plus the network), not ``latency`` and then some.
+        delay = max(self.latency - (time.monotonic() - handler.arrived), 0.0)
+        delay += fault.seconds if fault is not None and fault.kind == "hang" else 0.0
         if self._stopping.wait(delay) or (fault is not None and fault.kind == "reset"):
             handler.drop()
         elif fault is not None and fault.kind == "respond":
