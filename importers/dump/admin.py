@@ -19,7 +19,7 @@ from ..models import ChunkStatus, DumpChunk, DumpImport
 SHOWN_BAD_LINES = 100
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # generic in the stubs only
+class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
