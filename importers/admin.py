@@ -27,6 +27,7 @@ from kombu.exceptions import OperationalError
 
 from core.sender import runs_in_process
 
+from .dump import admin as dump_admin  # noqa: F401  (the dump imports' pages)
 from .fetch import MAX_BATCH
 from .importers import WikidataImporter
 from .jsoncodec import dumps

@@ -1,4 +1,5 @@
-"""The Wikidata importer: one Celery task per entity id, or per batch of up to 50 ids."""
+"""The Wikidata importers: by id through the API (one Celery task per id, or per batch of up to
+50 ids) here, and from the JSON dump (``importers.dump``), registered with them at app loading."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from core.exceptions import EnqueueFailed, PoisonMessage, TaskFailed
 from core.importer import BaseImporter, as_task
 
 from .documents import Batch, Fetched
+from .dump.importer import WikidataDumpImporter
 from .entity_ids import InvalidEntityId, normalize
 from .fetch import MAX_BATCH, EntityInvalid, EntityMissing, FetchError, FetchFailed, fetch_batch, fetch_entity
 from .models import Status
@@ -23,6 +25,8 @@ from .storage import Storage
 
 if TYPE_CHECKING:
     from core.message import Message
+
+__all__ = ("WikidataDumpImporter", "WikidataImporter", "chunked")
 
 T = TypeVar("T")
 

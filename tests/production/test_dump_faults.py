@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from bench import make_dump
 from importers.models import ChunkStatus, DumpChunk, DumpImport, WikidataEntity
-from tests.importers.test_dump_command import NEEDS_SHARED, counts, import_dump
+from tests.importers.dump.test_command import NEEDS_SHARED, counts, import_dump
 from tests.production.conftest import Deployment, RedisServer
 from tests.support.waiting import wait_until
 

@@ -22,10 +22,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from core.database import UNAVAILABLE, patiently
 from core.exceptions import EnqueueFailed
 from core.sender import in_process, runs_in_process
-from importers.dump_chunks import file_signature
-from importers.dump_files import DumpUnreadable, NotADump, Span, check_dump, cut, is_compressed, open_dump
-from importers.dump_importer import WikidataDumpImporter
-from importers.dump_lines import Filters
+from importers.dump.chunks import file_signature
+from importers.dump.files import DumpUnreadable, NotADump, Span, check_dump, cut, is_compressed, open_dump
+from importers.dump.importer import WikidataDumpImporter
+from importers.dump.lines import Filters
 from importers.entity_ids import InvalidEntityId, read_ids
 from importers.management.commands.import_wikidata import _Unstyled, consumers_of, database_problem, seconds
 from importers.models import ChunkStatus, DumpChunk, DumpImport

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from importers.dump_chunks import ChunkUnreadable, read_lines
+from importers.dump.chunks import ChunkUnreadable, read_lines
 
 
 def test_lines_are_numbered_from_the_chunks_first_line_and_an_overlong_one_is_none(tmp_path: Path) -> None:

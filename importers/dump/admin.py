@@ -13,13 +13,13 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from .models import ChunkStatus, DumpChunk, DumpImport
+from ..models import ChunkStatus, DumpChunk, DumpImport
 
 # The bad lines a chunk's page shows; the chunk keeps at most 100.
 SHOWN_BAD_LINES = 100
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # generic in the stubs only
+class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

@@ -18,8 +18,8 @@ from django.db import connection
 from bench import make_dump
 from core.exceptions import PoisonMessage, TaskFailed
 from core.message import Message
-from importers.dump_importer import WikidataDumpImporter
-from importers.dump_lines import main_values
+from importers.dump.importer import WikidataDumpImporter
+from importers.dump.lines import main_values
 from importers.importers import WikidataImporter
 from importers.models import ChunkStatus, DumpChunk, DumpImport, WikidataEntity
 from tests.conftest import ROOT

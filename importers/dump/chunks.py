@@ -19,11 +19,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .documents import MAX_DEPTH, MAX_TYPE_LENGTH, UnusableDocument, check, summarize
-from .dump_lines import Filters, entity_text, head_of, with_maps_as_objects
-from .dump_storage import Row, Staging, stored_revisions
-from .entity_ids import InvalidEntityId, SourcedId, read_ids
-from .models import ChunkStatus, DumpChunk
+from ..documents import MAX_DEPTH, MAX_TYPE_LENGTH, UnusableDocument, check, summarize
+from ..entity_ids import InvalidEntityId, SourcedId, read_ids
+from ..models import ChunkStatus, DumpChunk
+from .lines import Filters, entity_text, head_of, with_maps_as_objects
+from .storage import Row, Staging, stored_revisions
 
 __all__ = ("ChunkCounts", "ChunkUnreadable", "filters_of", "import_chunk", "read_lines")
 

@@ -13,8 +13,8 @@ from core.database import UNAVAILABLE, patiently
 from core.exceptions import TaskFailed
 from core.importer import BaseImporter, as_task
 
-from .dump_chunks import import_chunk
-from .models import ChunkStatus, DumpChunk
+from ..models import ChunkStatus, DumpChunk
+from .chunks import import_chunk
 
 if TYPE_CHECKING:
     from core.exceptions import PoisonMessage

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from importers.documents import MAX_DEPTH, UnusableDocument, check
-from importers.dump_chunks import check_parsed, nests_within
-from importers.dump_lines import Filters, Head, entity_text, head_of, main_values, with_maps_as_objects
+from importers.dump.chunks import check_parsed, nests_within
+from importers.dump.lines import Filters, Head, entity_text, head_of, main_values, with_maps_as_objects
 from tests.conftest import ROOT
 
 SHARED = ROOT.parent / "shared" / "wikidata"

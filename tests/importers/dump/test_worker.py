@@ -13,9 +13,9 @@ from django.core.management.base import CommandError
 
 from bench import make_dump
 from config.celery_app import app
-from importers.dump_importer import WikidataDumpImporter
+from importers.dump.importer import WikidataDumpImporter
 from importers.models import ChunkStatus, DumpChunk, WikidataEntity
-from tests.importers.test_dump_command import NEEDS_SHARED, counts, import_dump
+from tests.importers.dump.test_command import NEEDS_SHARED, counts, import_dump
 from tests.support.workers import CeleryWorker
 
 pytestmark = [pytest.mark.django_db(transaction=True), NEEDS_SHARED]  # the worker sees what the test commits

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from django.db import connection
 
-from .models import WikidataEntity
+from ..models import WikidataEntity
 
 __all__ = ("Row", "Staging", "stored_revisions")
 
