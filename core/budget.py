@@ -13,9 +13,10 @@ slots (SIGKILL, a lost machine) cannot shrink the budget for good. The caller mu
 request ends before its lease does (a deadline shorter than the lease); then an expired lease
 was always a dead process's, and the count can never go over the limit.
 
-In-flight leases and the common pause need an atomic check-and-take on the server's own clock,
-which no rate-limiting library offers: they are two short Lua scripts. The per-minute rate,
-where it is wanted, is the ``limits`` library's moving window, on the same store.
+In-flight leases, their hand-over to the longest waiter and the common pause need an atomic
+check-and-take on the server's own clock, which no rate-limiting library offers: they are a few
+short Lua scripts. The per-minute rate, where it is wanted, is the ``limits`` library's moving
+window, on the same store.
 """
 
 from __future__ import annotations
