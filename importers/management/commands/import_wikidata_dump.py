@@ -27,7 +27,13 @@ from importers.dump.files import DumpUnreadable, NotADump, Span, check_dump, cut
 from importers.dump.importer import WikidataDumpImporter
 from importers.dump.lines import Filters
 from importers.entity_ids import InvalidEntityId, read_ids
-from importers.management.commands.import_wikidata import _Unstyled, consumers_of, database_problem, seconds
+from importers.management.commands.import_wikidata import (
+    NO_WORKER_HINT_AFTER,
+    _Unstyled,
+    consumers_of,
+    database_problem,
+    seconds,
+)
 from importers.models import ChunkStatus, DumpChunk, DumpImport
 
 TYPES = ("item", "property", "lexeme")
@@ -36,7 +42,6 @@ WHERE = re.compile(r"([Pp][1-9][0-9]{0,11})=(.+)")
 MAX_LISTED = 20
 # How often the progress is read from the database.
 POLL = 0.5
-NO_WORKER_HINT_AFTER = 5.0
 MIB = 1024 * 1024
 
 
