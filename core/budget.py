@@ -29,13 +29,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from limits import RateLimitItemPerMinute
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
+
+from .redis_urls import safe_url
 
 __all__ = ("Budget", "BudgetUnavailable", "LocalBudget", "RedisBudget")
 
@@ -386,15 +387,5 @@ class RedisBudget(Budget):
         try:
             return action(self._redis())
         except redis.RedisError as error:
-            message = f"the request budget's Redis ({_safe(self.url)}) failed: {error}"
+            message = f"the request budget's Redis ({safe_url(self.url)}) failed: {error}"
             raise BudgetUnavailable(message) from None
-
-
-def _safe(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))

@@ -48,9 +48,11 @@ class EnqueueFailed(ImporterError):
     """The broker could not be reached (after Celery's publish retries) while sending calls.
 
     ``sent`` calls went out before the failure; the one that failed and any after it did not.
-    The broker's own error is the ``__cause__``.
+    ``broker`` is the broker's URL without its password. The broker's own error is the ``__cause__``.
     """
 
-    def __init__(self, sent: int, error: Exception) -> None:
-        super().__init__(f"the broker could not be reached after {sent} sent: {error}")
+    def __init__(self, sent: int, error: Exception, broker: str = "") -> None:
+        where = f" at {broker}" if broker else ""
+        super().__init__(f"the broker{where} could not be reached after {sent} sent: {error}")
         self.sent = sent
+        self.broker = broker

@@ -25,6 +25,7 @@ from .arguments import json_round_trip
 from .exceptions import EnqueueFailed
 from .limits import check_delay
 from .message import Message
+from .redis_urls import safe_url
 from .tasks import call_importer_method
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ class TaskSender(Generic[P]):
                 try:
                     self.apply_async(kwargs=dict(kwargs), producer=producer)
                 except OperationalError as error:  # after Celery's publish retries
-                    raise EnqueueFailed(sent, error) from error
+                    raise EnqueueFailed(sent, error, safe_url(current_app.conf.broker_url)) from error
                 sent += 1
         return sent
 

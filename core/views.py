@@ -1,13 +1,21 @@
-"""The health URL: are the database and the broker reachable? Fixed words for the client, details logged."""
+"""The health URL: are the database, the broker and the Redis the workers use reachable?
+
+Fixed words for the client; the details go to the log.
+"""
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import redis
 from celery import current_app
+from django.conf import settings
 from django.db import connection, transaction
 from django.http import HttpRequest, JsonResponse
+
+from .redis_urls import safe_url
 
 __all__ = ("BROKER_TIMEOUT", "DOWN", "IN_PROCESS", "OK", "health")
 
@@ -28,9 +36,20 @@ def health(request: HttpRequest) -> JsonResponse:
     """Return 200 with ``{"database": "ok", "broker": "ok"}``, or 503 naming what is ``"down"``.
 
     The broker is ``"none: tasks run in process"`` when none is configured (that is healthy).
+    ``"redis"`` is there when the settings name a Redis besides the broker (``REDIS_URL``, the
+    request budget's ``WIKIDATA_LIMITER_URL``, ...): it is ``"ok"`` when each answers through the
+    client the importers use, with the project's TLS policy, not only through the broker's.
     Why something is down goes to the log, never to the client: the errors name hosts and ports.
     """
-    checks = {"database": _check_database(), "broker": _check_broker()}
+    # The network checks run side by side, each bounded by BROKER_TIMEOUT, so that together
+    # they take no longer than the slowest; the database's runs here, on this thread's connection.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        broker = pool.submit(_check_broker)
+        redis_urls = _redis_urls()
+        redis_state = pool.submit(_check_redis, redis_urls) if redis_urls else None
+        checks = {"database": _check_database(), "broker": broker.result()}
+        if redis_state is not None:
+            checks["redis"] = redis_state.result()
     healthy = DOWN not in checks.values()
     return JsonResponse(checks, status=200 if healthy else 503)
 
@@ -68,4 +87,30 @@ def _check_broker() -> str:
         return DOWN
     finally:
         configured.release()
+    return OK
+
+
+def _redis_urls() -> list[str]:
+    """The Redis URLs workers use (with a broker configured): the broker's, and every ``*_URL`` setting's."""
+    if current_app.conf.task_always_eager:
+        return []
+    urls = {str(current_app.conf.broker_url or "")}
+    urls.update(getattr(settings, name) for name in dir(settings) if name.endswith("_URL"))
+    urls.discard(settings.CELERY_BROKER_URL)  # what the app's broker_url was made from, or overrides
+    urls.add(str(current_app.conf.broker_url or ""))
+    return sorted(url for url in urls if isinstance(url, str) and url.startswith(("redis://", "rediss://")))
+
+
+def _check_redis(urls: list[str]) -> str:
+    for url in urls:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=BROKER_TIMEOUT, socket_timeout=BROKER_TIMEOUT
+        )
+        try:
+            client.ping()
+        except Exception as error:
+            logger.warning("Health check: the Redis at %s is down: %r", safe_url(url), error)
+            return DOWN
+        finally:
+            client.close()
     return OK

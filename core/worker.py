@@ -31,10 +31,18 @@ import threading
 from typing import Any
 
 from billiard.process import current_process  # type: ignore[attr-defined]  # not in the stubs
-from celery.signals import worker_process_init, worker_shutting_down
+from celery import current_app
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 from django.conf import settings
 
-__all__ = ("bound_warm_shutdown", "connect_worker_signals", "shield_pool_process_from_sigterm")
+from .redis_urls import describe_tls, is_tls
+
+__all__ = (
+    "bound_warm_shutdown",
+    "connect_worker_signals",
+    "log_redis_tls_policy",
+    "shield_pool_process_from_sigterm",
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +51,23 @@ def connect_worker_signals() -> None:
     """Connect this module's receivers to Celery's worker signals (idempotent)."""
     worker_process_init.connect(shield_pool_process_from_sigterm, weak=False, dispatch_uid=__name__)
     worker_shutting_down.connect(bound_warm_shutdown, weak=False, dispatch_uid=__name__)
+    worker_ready.connect(log_redis_tls_policy, weak=False, dispatch_uid=__name__)
+
+
+def log_redis_tls_policy(**kwargs: Any) -> None:
+    """At worker start, log once how each Redis over TLS is reached (the broker, the budget, ...).
+
+    Every Redis URL in the settings carries its TLS policy (``core.redis_urls``); this says which
+    is in force, where kombu would otherwise warn on every connection.
+    """
+    urls = {str(current_app.conf.broker_url or ""), str(current_app.conf.result_backend or "")}
+    urls.update(
+        value
+        for name in dir(settings)
+        if name.endswith("_URL") and isinstance(value := getattr(settings, name), str)
+    )
+    for url in sorted(filter(is_tls, urls)):
+        logger.info("Redis over TLS: %s", describe_tls(url))
 
 
 def bound_warm_shutdown(how: str, **kwargs: Any) -> None:

@@ -42,7 +42,7 @@ def make_worker(
         env={
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND,
+            "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND or "",
             # The queue names derive from it; the test settings' default is per process.
             "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
             "CELERY_TASK_ALWAYS_EAGER": "false",

@@ -4,8 +4,10 @@ from pathlib import Path
 from typing import Any
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env_file import read_env_file
+from core.redis_urls import tls_options, with_tls_policy
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -108,11 +110,38 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="WARNING")},
 }
 
+# Redis
+# ------------------------------------------------------------------------------
+# Every Redis URL below goes through redis_url(), the one TLS policy of every Redis client
+# (core.redis_urls): a rediss:// URL's own ssl_cert_reqs and ssl_ca_certs win, else these decide.
+# Heroku's Key-Value Store requires TLS and serves a self-signed certificate that no CA list can
+# verify, and its REDIS_URL carries no options: so the traffic is encrypted but the certificate is
+# not verified by default ("none"). Where the server's certificate can be verified, set
+# REDIS_SSL_CERT_REQS=required (and REDIS_SSL_CA_CERTS to the CA file, unless the system's trusts it).
+REDIS_SSL_CERT_REQS = env("REDIS_SSL_CERT_REQS", default="none")
+REDIS_SSL_CA_CERTS = env("REDIS_SSL_CA_CERTS", default="")
+
+
+def redis_url(url: str) -> str:
+    """``url`` with the project's TLS policy explicit, when it is a ``rediss://`` URL."""
+    try:
+        return with_tls_policy(url, REDIS_SSL_CERT_REQS, REDIS_SSL_CA_CERTS)
+    except ValueError as error:
+        raise ImproperlyConfigured(str(error)) from None
+
+
+# Heroku's Key-Value Store sets REDIS_URL.
+REDIS_URL = redis_url(env("REDIS_URL", default=""))
+
 # Celery
 # ------------------------------------------------------------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url
 # Heroku's Redis add-on sets REDIS_URL; CELERY_BROKER_URL wins when both are set.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or env("REDIS_URL", default="")
+CELERY_BROKER_URL = redis_url(env("CELERY_BROKER_URL", default="")) or REDIS_URL
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-use-ssl
+# kombu's Redis transport reads no TLS option from the URL: they come from it here, by the same
+# policy (None for any other broker). The result backend reads them from its URL.
+CELERY_BROKER_USE_SSL = tls_options(CELERY_BROKER_URL)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-always-eager
 # No broker means no workers: tasks run in the calling process (after the same JSON round trip).
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
@@ -121,7 +150,7 @@ if CELERY_TASK_ALWAYS_EAGER:
     CELERY_BROKER_URL = "memory://"
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-backend
 # Importers record their outcomes in the database; a result backend is optional.
-CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
+CELERY_RESULT_BACKEND = redis_url(env("CELERY_RESULT_BACKEND", default="")) or None
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-ignore-result
 CELERY_TASK_IGNORE_RESULT = not CELERY_RESULT_BACKEND
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#accept-content
@@ -253,9 +282,7 @@ WIKIDATA_MAX_REQUESTS_PER_MINUTE = env.int("WIKIDATA_MAX_REQUESTS_PER_MINUTE", d
 # fine for imports that run in process. A slot is a lease of WIKIDATA_ATTEMPT_DEADLINE + 1 s: a
 # worker killed while holding slots gives them back by itself within that time.
 _BROKER_REDIS = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
-WIKIDATA_LIMITER_URL = (
-    env("WIKIDATA_LIMITER_URL", default="") or _BROKER_REDIS or env("REDIS_URL", default="")
-)
+WIKIDATA_LIMITER_URL = redis_url(env("WIKIDATA_LIMITER_URL", default="")) or _BROKER_REDIS or REDIS_URL
 # The prefix of the budget's Redis keys: deployments sharing a Redis share a budget by sharing it.
 WIKIDATA_LIMITER_KEY = env("WIKIDATA_LIMITER_KEY", default="wikidata-budget")
 # Imports that run in process (no broker, or --sync) fetch on this many threads, under the same

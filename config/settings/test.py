@@ -4,8 +4,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from core.redis_urls import tls_options
+
 from .base import *  # noqa: F403
-from .base import EMBEDDED_DATABASE_URL, INSTALLED_APPS, database, env
+from .base import EMBEDDED_DATABASE_URL, INSTALLED_APPS, database, env, redis_url
 
 # A test run does not depend on the caller's shell: an exported DATABASE_URL or CELERY_BROKER_URL
 # (as "Running workers" in the README has people do) changes nothing here. The database is
@@ -36,8 +38,9 @@ CELERY_RESULT_BACKEND = "redis://127.0.0.1:6379/15"
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_DEFAULT_QUEUE = f"test-{os.getpid()}"
 if STARTED_BY_TESTS:
-    CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=CELERY_BROKER_URL)
-    CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=CELERY_RESULT_BACKEND)
+    CELERY_BROKER_URL = redis_url(env("CELERY_BROKER_URL", default=CELERY_BROKER_URL))
+    CELERY_RESULT_BACKEND = redis_url(env("CELERY_RESULT_BACKEND", default=CELERY_RESULT_BACKEND))
+    CELERY_BROKER_USE_SSL = tls_options(CELERY_BROKER_URL)
     # A test worker sets this to False, or it would run the next task of a chain itself.
     CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
     CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default=CELERY_TASK_DEFAULT_QUEUE)
@@ -50,8 +53,8 @@ CELERY_TASK_IGNORE_RESULT = False
 WIKIDATA_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-wikidata"
 # The request budget: in memory unless a test gives workers a Redis one, under keys of their own.
 WIKIDATA_LIMITER_URL = ""
-if STARTED_BY_TESTS and CELERY_BROKER_URL.startswith("redis://"):
-    WIKIDATA_LIMITER_URL = env("WIKIDATA_LIMITER_URL", default=CELERY_BROKER_URL)
+if STARTED_BY_TESTS and CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    WIKIDATA_LIMITER_URL = redis_url(env("WIKIDATA_LIMITER_URL", default="")) or CELERY_BROKER_URL
 WIKIDATA_LIMITER_KEY = env("WIKIDATA_LIMITER_KEY", default=f"{CELERY_TASK_DEFAULT_QUEUE}-budget")
 
 # Retries without the production waits, so that fault tests run in a blink.

@@ -20,6 +20,8 @@ from django.db import connection
 from kombu import pools
 
 from config.celery_app import app
+from config.settings.base import redis_url
+from core.redis_urls import tls_options
 from tests.conftest import ROOT, make_worker
 from tests.support.waiting import wait_until
 from tests.support.wikidata_server import StandInWikidata
@@ -33,6 +35,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def self_signed_certificate(directory: Path, name: str = "server") -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, as a managed service's TLS endpoint has."""
+    certificate, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(certificate),
+        ],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    key.chmod(0o600)
+    return certificate, key
+
+
 def database_name() -> str:
     return str(connection.settings_dict["NAME"])
 
@@ -42,23 +59,46 @@ class RedisServer:
 
     ``persistent`` turns the append-only file on, fsynced on every write, as a production broker
     must be configured to survive a restart; otherwise it keeps nothing on disk, like the
-    machine's shared Redis.
+    machine's shared Redis. ``heroku`` makes it one as Heroku's Key-Value Store serves it today
+    (https://devcenter.heroku.com/articles/heroku-redis, "Connecting over TLS"; the mini plan's
+    limits): TLS only, with a self-signed certificate, a password, ``maxmemory 25mb`` with
+    ``noeviction``, and 20 clients at most; its ``url`` is then the add-on's ``REDIS_URL`` as it
+    comes, ``rediss://:PASSWORD@HOST:PORT``, with no database and no options.
     """
 
-    def __init__(self, directory: Path, persistent: bool = False) -> None:
+    # Heroku Key-Value Store, mini plan: 25 MB, 20 connections (devcenter "Heroku Key-Value Store" plans).
+    HEROKU_MAXMEMORY = "25mb"
+    HEROKU_MAXCLIENTS = 20
+
+    def __init__(self, directory: Path, persistent: bool = False, heroku: bool = False) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.persistent = persistent
+        self.heroku = heroku
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = f"p{os.urandom(12).hex()}" if heroku else ""
+        self.url = (
+            f"rediss://:{self.password}@127.0.0.1:{self.port}"
+            if heroku
+            else f"redis://127.0.0.1:{self.port}/0"
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         persistence = ["--appendonly", "yes", "--appendfsync", "always"]
         if not self.persistent:
             persistence = ["--appendonly", "no"]
+        listen = ["--port", str(self.port)]
+        if self.heroku:
+            certificate, key = self_signed_certificate(self.directory)
+            listen = [
+                "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(certificate),
+                "--tls-key-file", str(key), "--tls-auth-clients", "no", "--requirepass", self.password,
+                "--maxmemory", self.HEROKU_MAXMEMORY, "--maxmemory-policy", "noeviction",
+                "--maxclients", str(self.HEROKU_MAXCLIENTS),
+            ]  # fmt: skip
         command = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
+            "redis-server", *listen, "--bind", "127.0.0.1", "--save", "", *persistence,
             "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -80,6 +120,12 @@ class RedisServer:
             self.process.wait(timeout=10)
 
     def client(self) -> redis.Redis:
+        """A client of the test's own (verifying nothing, with the password): to look inside."""
+        if self.heroku:
+            return redis.Redis(
+                host="127.0.0.1", port=self.port, password=self.password, ssl=True, ssl_cert_reqs="none",
+                socket_timeout=5,
+            )  # fmt: skip
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
 
     def log_tail(self) -> str:
@@ -100,7 +146,12 @@ class RedisServer:
 
 # This process's Celery settings that a Deployment switches, under the Django namespace's keys:
 # app.conf.broker_url would be shadowed by CELERY_BROKER_URL from the Django settings.
-SENDER_KEYS = ("CELERY_BROKER_URL", "CELERY_BROKER_TRANSPORT_OPTIONS", "CELERY_TASK_ALWAYS_EAGER")
+SENDER_KEYS = (
+    "CELERY_BROKER_URL",
+    "CELERY_BROKER_USE_SSL",
+    "CELERY_BROKER_TRANSPORT_OPTIONS",
+    "CELERY_TASK_ALWAYS_EAGER",
+)
 
 
 class Deployment:
@@ -128,7 +179,9 @@ class Deployment:
     def __enter__(self) -> Deployment:
         self._saved = {key: app.conf[key] for key in SENDER_KEYS}
         self._forget_pools()
-        app.conf.CELERY_BROKER_URL = self.broker_url
+        # As the settings give it to every process: with the project's TLS policy explicit.
+        app.conf.CELERY_BROKER_URL = redis_url(self.broker_url)
+        app.conf.CELERY_BROKER_USE_SSL = tls_options(app.conf.CELERY_BROKER_URL)
         if self.visibility_timeout is not None:
             options = {**self._saved["CELERY_BROKER_TRANSPORT_OPTIONS"]}
             options["visibility_timeout"] = self.visibility_timeout
@@ -245,6 +298,13 @@ def publications() -> Iterator[list[str]]:
         yield published
     finally:
         before_task_publish.disconnect(collect)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def heroku_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis as Heroku's Key-Value Store serves it: TLS, self-signed certificate, password, 25 MB."""
+    with RedisServer(tmp_path / "heroku-redis", heroku=True) as server:
+        yield server
 
 
 @pytest.fixture

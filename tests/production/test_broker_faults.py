@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
+from core.redis_urls import safe_url
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, ImportRun, WikidataEntity
 from tests.importers.entities import PROPERTY, STUTTGART, item
@@ -54,7 +55,9 @@ def test_with_the_broker_down_import_wikidata_fails_within_seconds_naming_the_id
 
     assert done.returncode == 1, done.stderr
     assert elapsed < 15, f"took {elapsed:.1f} s"  # start-up included; the publish retries take ~1 s
-    assert "CommandError: The broker could not be reached:" in done.stderr
+    broker = safe_url(env["CELERY_BROKER_URL"])  # named, without its password
+    assert f"CommandError: The broker at {broker} could not be reached:" in done.stderr
+    assert "guest:guest" not in done.stderr
     assert "0 of 3 ids were enqueued; these 3 were not:\n  Q1022 Q7259 P31\n" in done.stderr
     assert "Enqueued" not in done.stdout
     assert not ImportOutcome.objects.exists()
