@@ -287,7 +287,7 @@ class Command(BaseCommand):
         listed = run.withdraw_after(error.sent)[:MAX_LISTED]
         more = valid - error.sent - len(listed)
         raise CommandError(
-            f"The broker could not be reached: {error.__cause__}\n"
+            f"The broker at {error.broker} could not be reached: {error.__cause__}\n"
             f"{error.sent} of {valid} ids were enqueued; these {valid - error.sent} were not:\n  "
             + " ".join(listed)
             + (f" ... and {more} more" if more > 0 else "")
