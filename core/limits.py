@@ -23,6 +23,7 @@ __all__ = (
     "max_argument_depth",
     "max_message_bytes",
     "max_message_depth",
+    "max_queued_messages",
     "max_worker_losses",
 )
 
@@ -51,6 +52,15 @@ def max_argument_depth() -> int:
         ImproperlyConfigured: ``IMPORTER_MAX_ARGUMENT_DEPTH`` is not an int from 1 to 100.
     """
     return _bounded("IMPORTER_MAX_ARGUMENT_DEPTH", 1, _DEEPEST_ARGUMENT)
+
+
+def max_queued_messages() -> int:
+    """How many messages of a queue may wait before a sender of many calls waits for the workers.
+
+    Raises:
+        ImproperlyConfigured: ``IMPORTER_MAX_QUEUED_MESSAGES`` is not an int from 10 to 10,000,000.
+    """
+    return _bounded("IMPORTER_MAX_QUEUED_MESSAGES", 10, 10_000_000)
 
 
 def max_message_depth() -> int:

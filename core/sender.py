@@ -22,6 +22,7 @@ from django.db import connections, transaction
 from kombu.exceptions import OperationalError
 
 from .arguments import json_round_trip
+from .backlog import QueueBound
 from .exceptions import EnqueueFailed
 from .limits import check_delay
 from .message import Message
@@ -195,7 +196,9 @@ class TaskSender(Generic[P]):
         """Send one call per item of ``calls``, each the keyword arguments of a call; return how many.
 
         ``calls`` is consumed lazily, so a stream of a million calls needs no memory for them.
-        They go out through one broker connection, rather than one per call. When they run in
+        They go out through one broker connection, rather than one per call, and while
+        ``IMPORTER_MAX_QUEUED_MESSAGES`` wait in the queue, this waits for the workers to take
+        some (``core.backlog``): any number of calls fits a small Redis. When they run in
         this process, up to ``threads`` run at once, each thread with a database connection of
         its own (for calls that mostly wait, on requests say); but one at a time inside a
         transaction, whose rows other connections would not see.
@@ -207,16 +210,28 @@ class TaskSender(Generic[P]):
         if threads > 1 and runs_in_process() and not transaction.get_connection().in_atomic_block:
             return run_on_threads(lambda kwargs: self.apply_async(kwargs=kwargs), calls, threads)
         sent = 0
-        producing = not runs_in_process()
+        if runs_in_process():
+            for kwargs in calls:
+                self.apply_async(kwargs=dict(kwargs))
+                sent += 1
+            return sent
         # mypy: the stubs do not know producer_or_acquire.
         pool: Any = current_app
-        with pool.producer_or_acquire() if producing else contextlib.nullcontext() as producer:
-            for kwargs in calls:
-                try:
+        with pool.producer_or_acquire() as producer:
+            bound = QueueBound(
+                producer.connection, self._options({}).get("queue") or current_app.conf.task_default_queue
+            )
+            try:
+                for kwargs in calls:
+                    bound.take()
                     self.apply_async(kwargs=dict(kwargs), producer=producer)
-                except OperationalError as error:  # after Celery's publish retries
-                    raise EnqueueFailed(sent, error, safe_url(current_app.conf.broker_url)) from error
-                sent += 1
+                    sent += 1
+            # OperationalError: a publish failed after Celery's retries; a connection error: asking
+            # how many messages wait did (it is not retried: the publish after it would fail too).
+            except (OperationalError, *producer.connection.connection_errors) as error:
+                raise EnqueueFailed(sent, error, safe_url(current_app.conf.broker_url)) from error
+            finally:
+                bound.close()
         return sent
 
     def s(self, *args: Any, **kwargs: Any) -> Signature[Any]:

@@ -182,6 +182,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # The longest countdown or ETA an importer task may be sent with (the method caller's apply_async
 # enforces it, for signatures, chains and groups too).
 IMPORTER_MAX_COUNTDOWN = env.int("IMPORTER_MAX_COUNTDOWN", default=600)
+# A command sending many calls (import_wikidata --file) sends while fewer than this many messages
+# wait in the queue, and waits for the workers otherwise (core.backlog): a Redis broker keeps them
+# in memory, and Heroku's mini Key-Value Store has 25 MB. A message of one id takes about 1.2 KB
+# of Redis memory (README, "Deploy"): 5,000 take about 6 MB, with room for the messages the
+# workers hold and the request budget's keys.
+IMPORTER_MAX_QUEUED_MESSAGES = env.int("IMPORTER_MAX_QUEUED_MESSAGES", default=5000)
 # How deep a task method's argument may nest (1 to 100). Real arguments nest two or three levels;
 # a worker's main process pickles them for its pool, and a list nested some 485 levels deep
 # exhausts Python's stack there and stops the worker. A worker refuses, before its pool sees it,
