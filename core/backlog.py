@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from celery import current_app
-from kombu.exceptions import ChannelError
+from kombu.exceptions import ChannelError  # type: ignore[attr-defined]  # not in the stubs
 
 from .limits import max_queued_messages
 
@@ -70,7 +70,8 @@ class QueueBound:
 
     def waiting(self) -> int:
         """How many messages wait in the queue now (0 for a queue the broker does not know yet)."""
-        queue = current_app.amqp.queues[self.queue]
+        amqp: Any = current_app.amqp  # the stubs lack its queues
+        queue = amqp.queues[self.queue]
         try:
             if self._channel is None:
                 self._channel = self.connection.channel()
