@@ -30,16 +30,17 @@ POLL_SECONDS = 0.5
 class QueueBound:
     """At most ``max_queued_messages()`` messages wait in ``queue`` when each send first calls ``take``.
 
-    ``connection`` is the broker connection the calls go out on; the count is asked for on a
-    channel of its own, so that a refused question never spoils the producer's channel.
+    ``producer`` is the one the calls go out on: the count is asked on its channel, so that it
+    costs no connection of its own (a small Redis plan allows 20 in all). The first message goes
+    out unasked: the broker then knows the queue (RabbitMQ closes a channel that asks about a
+    queue it does not know).
     """
 
-    def __init__(self, connection: Any, queue: str) -> None:
-        self.connection = connection
+    def __init__(self, producer: Any, queue: str) -> None:
+        self.producer = producer
         self.queue = queue
         self.limit = max_queued_messages()
-        self._room = 0
-        self._channel: Any = None
+        self._room = 1
 
     def take(self) -> None:
         """Return once one more message may be sent, waiting while the queue is full."""
@@ -69,26 +70,11 @@ class QueueBound:
         self._room = self.limit - waiting - 1
 
     def waiting(self) -> int:
-        """How many messages wait in the queue now (0 for a queue the broker does not know yet)."""
+        """How many messages wait in the queue now (0 for a queue the broker does not know)."""
         amqp: Any = current_app.amqp  # the stubs lack its queues
         queue = amqp.queues[self.queue]
         try:
-            if self._channel is None:
-                self._channel = self.connection.channel()
-            _, count, _ = queue.bind(self._channel).queue_declare(passive=True)
-        except (ChannelError, *self.connection.channel_errors):  # no such queue yet (AMQP: a 404)
-            self._close_channel()
+            _, count, _ = queue.bind(self.producer.channel).queue_declare(passive=True)
+        except ChannelError:  # Redis: an empty queue is no list at all
             return 0
         return int(count)
-
-    def close(self) -> None:
-        """Close the channel the counts were asked on."""
-        self._close_channel()
-
-    def _close_channel(self) -> None:
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            try:
-                channel.close()
-            except Exception:  # closing a channel the broker already closed
-                logger.debug("Closing the queue-count channel failed", exc_info=True)

@@ -219,7 +219,7 @@ class TaskSender(Generic[P]):
         pool: Any = current_app
         with pool.producer_or_acquire() as producer:
             bound = QueueBound(
-                producer.connection, self._options({}).get("queue") or current_app.conf.task_default_queue
+                producer, self._options({}).get("queue") or current_app.conf.task_default_queue
             )
             try:
                 for kwargs in calls:
@@ -230,8 +230,6 @@ class TaskSender(Generic[P]):
             # how many messages wait did (it is not retried: the publish after it would fail too).
             except (OperationalError, *producer.connection.connection_errors) as error:
                 raise EnqueueFailed(sent, error, safe_url(current_app.conf.broker_url)) from error
-            finally:
-                bound.close()
         return sent
 
     def s(self, *args: Any, **kwargs: Any) -> Signature[Any]:

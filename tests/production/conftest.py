@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,31 +22,10 @@ from config.celery_app import app
 from config.settings.base import redis_url
 from core.redis_urls import tls_options
 from tests.conftest import ROOT, make_worker
+from tests.support.tls import free_port, self_signed_certificate
 from tests.support.waiting import wait_until
 from tests.support.wikidata_server import StandInWikidata
 from tests.support.workers import CeleryWorker
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on (the OS's choice, so runs on one machine do not collide)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def self_signed_certificate(directory: Path, name: str = "server") -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key, as a managed service's TLS endpoint has."""
-    certificate, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(certificate),
-        ],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
-    key.chmod(0o600)
-    return certificate, key
 
 
 def database_name() -> str:
