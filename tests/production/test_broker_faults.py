@@ -19,10 +19,10 @@ from tests.production.conftest import (
     Deployment,
     RedisServer,
     database_name,
-    free_port,
     manage,
 )
 from tests.support.outcomes import outcomes, wait_for_outcomes
+from tests.support.tls import free_port
 from tests.support.waiting import wait_until
 from tests.support.wikidata_server import StandInWikidata
 

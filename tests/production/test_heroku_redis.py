@@ -17,7 +17,8 @@ from core.budget import BudgetUnavailable, RedisBudget
 from core.redis_urls import safe_url, with_tls_policy
 from importers.models import WikidataEntity
 from tests.importers.entities import item
-from tests.production.conftest import Deployment, RedisServer, free_port, manage
+from tests.production.conftest import Deployment, RedisServer, manage
+from tests.support.tls import free_port
 from tests.support.wikidata_server import StandInWikidata
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the workers must see what the test commits

@@ -19,12 +19,14 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.importers.entities import item
-from tests.production.conftest import RedisServer, free_port
+from tests.production.conftest import RedisServer
 from tests.support.postgres import TLSPostgres
+from tests.support.tls import free_port
 from tests.support.waiting import wait_until
 from tests.support.wikidata_server import StandInWikidata
 from tests.support.workers import ROOT
@@ -56,7 +58,7 @@ class Peaks:
         self._thread.join(timeout=10)
 
     def _sample(self) -> None:
-        client = self.redis_server.client()
+        client: Any = self.redis_server.client()
         with self.postgres.connect("postgres") as connection:
             connection.autocommit = True  # pg_stat_activity is a snapshot per transaction
             while not self._stop.wait(0.05):
@@ -65,7 +67,7 @@ class Peaks:
                 row = connection.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [self.postgres.database]
                 ).fetchone()
-                self.postgresql = max(self.postgresql, int(row[0]) if row else 0)
+                self.postgresql = max(self.postgresql, int(str(row[0])) if row else 0)
 
 
 @pytest.fixture
@@ -136,7 +138,7 @@ def health(port: int) -> int:
 def stored(postgres: TLSPostgres) -> int:
     with postgres.connect() as connection:
         row = connection.execute("SELECT count(*) FROM importers_wikidataentity").fetchone()
-    return int(row[0]) if row else 0
+    return int(str(row[0])) if row else 0
 
 
 def group_alive(pgid: int) -> bool:

@@ -93,7 +93,7 @@ class TLSPostgres:
             row = connection.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [self.database]
             ).fetchone()
-        return int(row[0]) if row else 0
+        return int(str(row[0])) if row else 0
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
