@@ -6,7 +6,9 @@ Fixed words for the client; the details go to the log.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import redis
@@ -17,7 +19,7 @@ from django.http import HttpRequest, JsonResponse
 
 from .redis_urls import safe_url
 
-__all__ = ("BROKER_TIMEOUT", "DOWN", "IN_PROCESS", "OK", "health")
+__all__ = ("BROKER_TIMEOUT", "CHECK_TIMEOUT", "DOWN", "IN_PROCESS", "OK", "health")
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ IN_PROCESS = "none: tasks run in process"
 # Seconds to connect to the broker and hear from it: the whole answer must take under a second,
 # or an uptime check holds a web worker for as long as the broker is away.
 BROKER_TIMEOUT = 0.5
+# Seconds the answer waits for any check: the database's has no timeout of its own below 2 s.
+CHECK_TIMEOUT = 0.8
 
 
 # ATOMIC_REQUESTS would open a transaction, and so a database connection, before the view runs:
@@ -41,26 +45,41 @@ def health(request: HttpRequest) -> JsonResponse:
     client the importers use, with the project's TLS policy, not only through the broker's.
     Why something is down goes to the log, never to the client: the errors name hosts and ports.
     """
-    # The network checks run side by side, each bounded by BROKER_TIMEOUT, so that together
-    # they take no longer than the slowest; the database's runs here, on this thread's connection.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        broker = pool.submit(_check_broker)
-        redis_urls = _redis_urls()
-        redis_state = pool.submit(_check_redis, redis_urls) if redis_urls else None
-        checks = {"database": _check_database(), "broker": broker.result()}
-        if redis_state is not None:
-            checks["redis"] = redis_state.result()
+    # The checks run side by side, so that together they take no longer than the slowest, and
+    # each is given CHECK_TIMEOUT: a server that takes the connection and never answers (a hung
+    # PostgreSQL) is "down" then, while its thread waits out the connection's own timeout
+    # (DATABASE_CONNECT_TIMEOUT) without holding the answer back.
+    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="health")
+    try:
+        futures = {"database": pool.submit(_check_database), "broker": pool.submit(_check_broker)}
+        if redis_urls := _redis_urls():
+            futures["redis"] = pool.submit(_check_redis, redis_urls)
+        deadline = time.monotonic() + CHECK_TIMEOUT
+        checks = {name: _result(name, future, deadline) for name, future in futures.items()}
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     healthy = DOWN not in checks.values()
     return JsonResponse(checks, status=200 if healthy else 503)
 
 
+def _result(name: str, future: Future[str], deadline: float) -> str:
+    try:
+        return future.result(timeout=max(deadline - time.monotonic(), 0))
+    except FutureTimeout:
+        logger.warning("Health check: the %s did not answer within %g s", name, CHECK_TIMEOUT)
+        return DOWN
+
+
 def _check_database() -> str:
+    # On a thread of the pool: a connection of its own, closed when done.
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception as error:
         logger.warning("Health check: the database is down: %r", error)
         return DOWN
+    finally:
+        connection.close()
     return OK
 
 

@@ -42,6 +42,12 @@ def database(url: str) -> dict[str, Any]:
     # ~10 ms), checking that it still works before reuse.
     settings["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     settings["CONN_HEALTH_CHECKS"] = True
+    if settings["ENGINE"] == "django.db.backends.postgresql":
+        # A server that takes the connection and never answers must not hold a process for ever
+        # (libpq waits without limit by default); a URL's own connect_timeout wins.
+        settings.setdefault("OPTIONS", {}).setdefault(
+            "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=10)
+        )
     if settings["ENGINE"] == "django.db.backends.sqlite3":
         # Writers take the lock when a transaction begins, and wait for it rather than fail:
         # the embedded mode has one process, but a test worker shares the file. Past

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from unittest import mock
@@ -37,8 +38,22 @@ def broker() -> Iterator[None]:
 def database_down() -> Iterator[None]:
     """Every attempt to use the database fails as when its server refuses connections."""
     refused = OperationalError(DATABASE_ERROR)
-    with mock.patch.object(connections["default"], "ensure_connection", side_effect=refused):
+    # On the class: the check runs on a thread of its own, with a connection of its own.
+    with mock.patch.object(type(connections["default"]), "ensure_connection", side_effect=refused):
         yield
+
+
+@contextlib.contextmanager
+def database_hanging() -> Iterator[None]:
+    """The database server takes the connection and never answers (until the test ends)."""
+    released = threading.Event()
+    with mock.patch.object(
+        type(connections["default"]), "ensure_connection", side_effect=lambda: released.wait(60)
+    ):
+        try:
+            yield
+        finally:
+            released.set()
 
 
 @contextlib.contextmanager
@@ -123,3 +138,25 @@ def test_health_is_a_503_json_naming_what_is_down_within_a_second_with_the_detai
         assert "db.internal" in caplog.text
     if broker_state == "down":
         assert "the broker is down" in caplog.text
+
+
+def test_health_answers_while_the_database_hangs_and_names_it_down(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: no bound; the request waited as long as the database (30 s, then gunicorn's 500)."""
+    started = time.monotonic()
+    with database_hanging(), caplog.at_level(logging.WARNING, logger="core.views"):
+        response = client.get("/health/")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 503
+    assert response.json() == {"database": "down", "broker": "none: tasks run in process"}
+    assert elapsed < 30  # the hang lasts 60 s: the answer did not wait for it
+    assert "the database did not answer" in caplog.text
+
+
+def test_postgresql_connections_have_a_connect_timeout() -> None:
+    from config.settings.base import database
+
+    assert database("postgres://u@db.example.com/d")["OPTIONS"]["connect_timeout"] == 10
+    assert database("postgres://u@db.example.com/d?connect_timeout=3")["OPTIONS"]["connect_timeout"] == 3
