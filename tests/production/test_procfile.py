@@ -11,6 +11,7 @@ counted all along: Heroku's mini Key-Value Store and Essential Postgres plans al
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -187,6 +188,14 @@ def test_the_procfile_on_heroku_tls_redis_and_postgres_imports_everything_within
             assert done.returncode == 0, done.stdout + done.stderr[-5000:] + log.read_text()[-5000:]
             assert stored(tls_postgres) == LARGE_IMPORT
             assert health(port) == 200
+
+            # The dump's COPY path, over the same TLS-only PostgreSQL: a one-off --sync import.
+            dumped = [item(f"Q{900_000 + n}", f"Dumped {n}") for n in range(1, 4)]
+            dump = tmp_path / "dump.json"
+            dump.write_text("[\n" + ",\n".join(json.dumps(doc) for doc in dumped) + "\n]\n")
+            done = one_off("import_wikidata_dump", str(dump), "--sync", env=env, timeout=120)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert stored(tls_postgres) == LARGE_IMPORT + len(dumped)
             admin = urllib.request.urlopen(
                 urllib.request.Request(
                     f"http://127.0.0.1:{port}/admin/login/", headers={"X-Forwarded-Proto": "https"}
