@@ -35,6 +35,7 @@ from celery import current_app
 from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 from django.conf import settings
 
+from .budget import release_held
 from .redis_urls import describe_tls, is_tls
 
 __all__ = (
@@ -120,6 +121,9 @@ def _end_on_sigterm_from(parent: int) -> None:
     """Wait for SIGTERMs; end this process at the first one that ``parent`` sent."""
     while signal.sigwaitinfo({signal.SIGTERM}).si_pid != parent:
         pass  # the platform's, or anyone else's: the main process decides when this one ends
+    # Its task is cancelled (a cold shutdown): the request budget's slots it holds go back now,
+    # not when their leases end, so that the next worker need not wait for them.
+    release_held()
     # What the main process meant: this process ends now, without running anything more.
     # SIGKILL, because a thread cannot unblock SIGTERM for the main thread (so the worker's log
     # says the process "exited with 'signal 9 (SIGKILL)'" where it said SIGTERM).

@@ -12,6 +12,7 @@ import pytest
 from celery.signals import worker_process_init
 from django.conf import settings
 
+from core.budget import RedisBudget
 from importers.importers import WikidataImporter
 from importers.models import WikidataEntity
 from tests.importers.entities import item
@@ -79,9 +80,14 @@ def test_a_task_still_running_when_the_warm_shutdown_times_out_is_cancelled_and_
     wikidata.add_entity(item("Q1", "Item Q1"))
     wikidata.add_fault("Q1", Fault.hang(10))  # longer than the warm shutdown's timeout
     site = deploy(private_redis.url)
-    worker = start_procfile_worker(site, "a", IMPORTER_WARM_SHUTDOWN_TIMEOUT="1")
+    # Leases of a minute: a slot the cancelled task held would still be out when the test looks.
+    worker = start_procfile_worker(
+        site, "a", IMPORTER_WARM_SHUTDOWN_TIMEOUT="1", WIKIDATA_ATTEMPT_DEADLINE="60"
+    )
+    budget = RedisBudget(private_redis.url, settings.WIKIDATA_LIMITER_KEY, 3, 61)
     WikidataImporter().import_single.as_task(wikidata_id="Q1")
     wait_until(lambda: wikidata.count("Q1"), why=site.logs)
+    assert budget.in_flight() == 1  # its request holds a slot
 
     signalled = time.monotonic()
     os.killpg(worker.pid, signal.SIGTERM)
@@ -91,6 +97,8 @@ def test_a_task_still_running_when_the_warm_shutdown_times_out_is_cancelled_and_
     assert outcomes(["Q1"]) == {}
     assert private_redis.client().llen(settings.WIKIDATA_QUEUE) == 1, site.logs()  # back in the queue
     assert "IMPORTER_WARM_SHUTDOWN_TIMEOUT" in worker.log_text()
+    # Its slot came back with it (before: it stayed out for the lease, and no request started).
+    assert budget.in_flight() == 0
 
     start_procfile_worker(site, "b")  # the next dyno
     assert wait_for_outcomes(["Q1"], why=site.logs) == {"Q1": "imported"}
