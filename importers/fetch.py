@@ -45,7 +45,7 @@ from core.budget import Budget, BudgetUnavailable, LocalBudget, RedisBudget
 
 from .documents import Batch, Fetched, UnusableDocument, check
 from .entity_ids import ENTITY_ID
-from .jsoncodec import loads
+from .jsoncodec import TooManyValues, check_values, loads
 
 __all__ = (
     "EntityInvalid",
@@ -134,6 +134,9 @@ def fetch_entity(entity_id: str) -> Fetched:
         raise FetchFailed(
             f"{entity_id}: HTTP {error.code} {error.reason} after {opener.attempts} attempts", opener.attempts
         ) from None
+    except TooManyValues as error:
+        message = f"{entity_id}: the response is too large to decode: {error}"
+        raise FetchFailed(message, opener.attempts) from None
     except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, or nested beyond decoding
         message = f"{entity_id}: the response is not JSON ({error!s:.200})"
         raise FetchFailed(message, opener.attempts) from None
@@ -227,7 +230,12 @@ def _wbgetentities(entity_ids: list[str], **params: str) -> tuple[Any, int]:
             message = f"HTTP {answer.status} {answer.reason} after {attempts} attempts"
             raise FetchFailed(f"wbgetentities: {message}", attempts)
         try:
+            check_values(answer.body, settings.WIKIDATA_MAX_RESPONSE_VALUES)
             body = loads(answer.body)
+        except TooManyValues as too_many:
+            raise FetchFailed(
+                f"wbgetentities: the response is too large to decode: {too_many}", attempts
+            ) from None
         except ValueError as not_json:
             message = f"wbgetentities: the response is not JSON ({not_json!s:.200})"
             raise FetchFailed(message, attempts) from None
@@ -717,6 +725,8 @@ class PooledOpener(urllib.request.OpenerDirector):
             for name, value in answer.headers.items():
                 headers[name] = value
             raise urllib.error.HTTPError(url, answer.status, answer.reason, headers, io.BytesIO(answer.body))
+        # Before the client decodes it: bytes alone do not bound the memory it takes.
+        check_values(answer.body, settings.WIKIDATA_MAX_RESPONSE_VALUES)
         return io.BytesIO(answer.body)
 
 

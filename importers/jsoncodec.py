@@ -7,7 +7,27 @@ from typing import Any
 
 import orjson
 
-__all__ = ("dumps", "loads")
+__all__ = ("TooManyValues", "check_values", "dumps", "loads")
+
+
+class TooManyValues(ValueError):
+    """A JSON text holds more values than a decoded document may have (see ``check_values``)."""
+
+
+def check_values(data: bytes, limit: int) -> None:
+    """Refuse ``data`` when it may hold more than ``limit`` JSON values, before it is decoded.
+
+    Bytes alone do not bound memory: 16 MiB of ``[],`` decode into 5.6 million lists, close to a
+    gigabyte of Python objects. Every value but a container's first is preceded by a comma, and
+    every container opens with a bracket, so their count bounds the values (commas inside
+    strings count too: real documents hold one value per 50 bytes or so, far from any limit).
+
+    Raises:
+        TooManyValues: the bound is over ``limit``.
+    """
+    values = data.count(b",") + data.count(b"[") + data.count(b"{")
+    if values > limit:
+        raise TooManyValues(f"it may hold {values:,} JSON values, more than the {limit:,} allowed")
 
 
 def dumps(value: Any) -> bytes:

@@ -279,6 +279,10 @@ WIKIDATA_ATTEMPT_DEADLINE = env.float("WIKIDATA_ATTEMPT_DEADLINE", default=2 * W
 # beyond it is fetched one id at a time. It also bounds the memory a decoded answer takes (a small
 # multiple of its size).
 WIKIDATA_MAX_RESPONSE_BYTES = env.int("WIKIDATA_MAX_RESPONSE_BYTES", default=16 * 1024 * 1024)
+# The most JSON values an answer may hold, counted before it is decoded: 16 MiB of empty arrays
+# would decode into 5.6 million lists (close to a gigabyte). Real documents hold about one value
+# per 50 bytes (Q42: 7,068 in 383 KB), so a full 16 MiB batch some 350,000.
+WIKIDATA_MAX_RESPONSE_VALUES = env.int("WIKIDATA_MAX_RESPONSE_VALUES", default=1_000_000)
 # The request budget that every process importing from Wikidata shares (core.budget). Wikimedia
 # asks API clients to keep at most 3 requests in flight and to honour Retry-After
 # (https://www.mediawiki.org/wiki/Wikimedia_APIs/Rate_limits, 2026): a slot is taken for each

@@ -153,6 +153,28 @@ def test_an_answer_larger_than_the_cap_is_failed_and_not_retried(
     assert not stored()
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_an_answer_of_millions_of_empty_arrays_within_the_byte_cap_is_failed_undecoded(
+    served: StandInWikidata, mode: str
+) -> None:
+    """12 MB of ``[]``, under the 16 MiB cap: before, 4 million lists decoded (880 MB) and stored."""
+    document = {**item("Q1022", "Stuttgart"), "claims": {"P31": [[]] * 4_000_000}}
+    body = entity_data(document)
+    assert len(body) < 16 * 1024 * 1024
+    served.add_fault("Q1022", Fault.status(200, body, JSON), times=100)
+    tracemalloc.start()
+    try:
+        failed = import_in(mode)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert failed.status == Status.FAILED
+    assert "too large to decode" in failed.error
+    assert "more than the 1,000,000 allowed" in failed.error
+    assert peak < 100_000_000  # the answer's bytes, a few times over: never its decoded lists
+    assert not stored()
+
+
 def gzip_bomb(megabytes: int) -> bytes:
     """Gzip of ``megabytes`` MiB of zeros: about a thousandth of that size."""
     compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
