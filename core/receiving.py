@@ -6,8 +6,8 @@ pickled, which Celery treats as fatal; the worker exits, the message goes back t
 every worker that takes it dies in turn. So the method caller's strategy refuses, before Celery
 decodes or builds anything, a message that is not safe to handle: a body larger than
 ``IMPORTER_MAX_MESSAGE_BYTES`` (left unread), one that does not decode or is not Celery's
-``[args, kwargs, embed]``, or headers or a body nested deeper than
-``core.limits.max_message_depth()``. A refused message is logged in one line, its failure
+``[args, kwargs, embed]``, headers or a body nested deeper than
+``core.limits.max_message_depth()``, or an ``eta`` further away than ``IMPORTER_MAX_COUNTDOWN``. A refused message is logged in one line, its failure
 stored for whoever waits on its result, and rejected without requeue: discarded, or
 dead-lettered where the queue has a dead-letter exchange. The worker goes on.
 
@@ -37,6 +37,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined]  # not in the stubs
@@ -47,6 +48,7 @@ from celery.worker.request import Request
 
 # The stubs do not have the default strategy.
 from celery.worker.strategy import default as default_strategy  # type: ignore[attr-defined]
+from django.conf import settings
 from kombu import Producer
 
 from .exceptions import InvalidTaskCall, PoisonMessage
@@ -116,6 +118,9 @@ def _refusal(message: Any, body: Any) -> str | None:
     task_id = headers.get("id")
     if not (isinstance(task_id, str) and _TASK_ID.fullmatch(task_id)):
         return f"its task id {task_id!r:.100} is not 1 to 255 printable ASCII characters"
+    eta = _eta_refusal(headers.get("eta"))
+    if eta is not None:
+        return eta
     size, limit = len(message.body), max_message_bytes()
     if size > limit:
         return f"its body is {size:,} bytes, beyond IMPORTER_MAX_MESSAGE_BYTES ({limit:,})"
@@ -132,6 +137,30 @@ def _refusal(message: Any, body: Any) -> str | None:
     ):
         return "its body is not [args, kwargs, embed]"
     return _too_deep(headers, message.properties, payload)
+
+
+# Clocks of the sender and the worker may disagree by this much.
+_CLOCK_SKEW = 60.0
+
+
+def _eta_refusal(eta: Any) -> str | None:
+    """Why an ``eta`` header is refused: a worker holds such a message in memory until then.
+
+    The sender refuses a delay beyond ``IMPORTER_MAX_COUNTDOWN`` (``core.limits.check_delay``);
+    a message published straight to the broker with an eta a year away would otherwise be held
+    by a worker for a year, and delivered again by Redis after every visibility timeout.
+    """
+    if eta is None:
+        return None
+    try:
+        when = datetime.fromisoformat(eta) if isinstance(eta, str) else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        return f"its eta {eta!r:.60} is not an ISO 8601 time with a time zone"
+    if (when - datetime.now(UTC)).total_seconds() > settings.IMPORTER_MAX_COUNTDOWN + _CLOCK_SKEW:
+        return f"its eta is more than IMPORTER_MAX_COUNTDOWN ({settings.IMPORTER_MAX_COUNTDOWN} s) away"
+    return None
 
 
 def _make_safe(headers: dict[str, Any], args: list[Any], conf: Any) -> None:

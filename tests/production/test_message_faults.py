@@ -8,6 +8,7 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -372,6 +373,12 @@ UNSAFE: dict[str, tuple[str, dict[str, Any], str]] = {
     ),
     "a body that is not Celery's": ('{"not": "a list"}', {}, "its body is not [args, kwargs, embed]"),
     "a body that is not JSON": ("[[", {}, "its body cannot be decoded: DecodeError: "),
+    # Held by the worker in memory for a year (and redelivered by Redis every visibility timeout).
+    "an eta a year away": (
+        method_call("1"),
+        {"eta": (datetime.now(UTC) + timedelta(days=365)).isoformat()},
+        "its eta is more than IMPORTER_MAX_COUNTDOWN (600 s) away",
+    ),
 }
 
 
