@@ -33,8 +33,11 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Tests run eagerly unless a test starts a real worker (see tests/conftest.py), which
 # consumes a queue of its own so that two test runs on one Redis never share messages.
-CELERY_BROKER_URL = "redis://127.0.0.1:6379/14"
-CELERY_RESULT_BACKEND = "redis://127.0.0.1:6379/15"
+# The Redis the tests use (broker, results, budgets), under names of this run's own: two checkouts,
+# or a developer's other work, can share one server by giving each a database of its own here.
+TEST_REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/14")
+CELERY_BROKER_URL = TEST_REDIS_URL
+CELERY_RESULT_BACKEND = TEST_REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_DEFAULT_QUEUE = f"test-{os.getpid()}"
 if STARTED_BY_TESTS:

@@ -56,3 +56,28 @@ def test_the_env_file_chooses_the_settings_module(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "config.settings.test"
+
+
+def test_test_redis_url_moves_every_redis_the_tests_use_to_another_database() -> None:
+    """Two checkouts share one Redis by giving each its own database (before: 13 to 15, hard-coded)."""
+    env = {**os.environ, "TEST_REDIS_URL": "redis://127.0.0.1:6379/9"}
+    tests = [
+        "tests/core/test_worker.py::test_sets_and_tuples_survive_the_broker",  # a real worker on it
+        "tests/core/test_budget.py",  # the shared budget's tests
+    ]
+    code = (
+        "import sys, pytest; from django.conf import settings; "
+        f"code = pytest.main(['-q', '-p', 'no:cacheprovider', *{tests!r}]); "
+        "print('URLS', settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND); sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "URLS redis://127.0.0.1:6379/9 redis://127.0.0.1:6379/9" in done.stdout

@@ -14,11 +14,12 @@ from typing import cast
 
 import pytest
 import redis
+from django.conf import settings as django_settings
 
 from core.budget import Budget, BudgetUnavailable, LocalBudget, RedisBudget
 from tests.support.waiting import wait_until
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = django_settings.TEST_REDIS_URL
 FORK = multiprocessing.get_context("fork")
 
 

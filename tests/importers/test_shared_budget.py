@@ -224,7 +224,7 @@ def test_wait_shows_the_requests_in_flight_of_the_shared_budget(settings: Any) -
     from importers.fetch import request_budget
     from importers.management.commands.import_wikidata import Command
 
-    settings.WIKIDATA_LIMITER_URL = "redis://127.0.0.1:6379/13"
+    settings.WIKIDATA_LIMITER_URL = settings.TEST_REDIS_URL
     settings.WIKIDATA_LIMITER_KEY = f"test-gauge-{uuid.uuid4().hex[:12]}"
     budget = request_budget()
     tokens = [budget.acquire(), budget.acquire()]  # two requests in flight, somewhere
