@@ -79,13 +79,20 @@ def open_dump(path: Path) -> Iterator[tuple[IO[bytes], Callable[[], int]]]:
             try:
                 yield process.stdout, position
             finally:
+                # Read to its end, lbzip2's status says whether the file was whole. Left earlier
+                # (the first bytes were enough), it is stopped: how it ends then says nothing, as
+                # a closed pipe (SIGPIPE, or "Broken pipe" and a status of 1) is no failure of it.
+                finished = process.stdout.read(1) == b""
                 process.stdout.close()
-                process.kill()
+                if not finished:
+                    process.kill()
                 errors = process.stderr.read(2000).decode(errors="replace")
                 process.stderr.close()
                 process.wait()
-            if process.returncode not in (0, -9):
-                raise DumpUnreadable(f"lbzip2 failed: {errors.strip()}", 0)
+            if finished and process.returncode != 0:
+                raise DumpUnreadable(
+                    f"lbzip2 failed: {errors.strip() or f'exit status {process.returncode}'}", 0
+                )
         elif path.suffix == ".bz2":
             with bz2.BZ2File(raw, "rb") as stream:
                 yield stream, position
