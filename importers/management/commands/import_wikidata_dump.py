@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
+from celery import current_app
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
@@ -421,7 +422,8 @@ class Command(BaseCommand):
     def hint(self, progress: Progress, since: float, hinted: bool) -> bool:
         if hinted or time.monotonic() - since < NO_WORKER_HINT_AFTER or runs_in_process():
             return hinted
-        queue = WikidataDumpImporter.queue or settings.CELERY_TASK_DEFAULT_QUEUE
+        # Celery's own value: the settings users run name no CELERY_TASK_DEFAULT_QUEUE (only the tests' do).
+        queue = WikidataDumpImporter.queue or current_app.conf.task_default_queue
         if not consumers_of(queue):
             progress.console.print(
                 f"No worker consumes the '{queue}' queue: start one, e.g. the Procfile's "

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from bench import make_dump
 from config.celery_app import app
 from importers.dump.importer import WikidataDumpImporter
+from importers.management.commands import import_wikidata_dump
 from importers.models import ChunkStatus, DumpChunk, WikidataEntity
 from tests.importers.dump.test_command import NEEDS_SHARED, counts, import_dump
 from tests.support.workers import CeleryWorker
@@ -83,3 +86,30 @@ def test_no_more_chunk_files_than_the_spool_allows_wait_for_a_worker(
         client.close()
     assert len(list((tmp_path / "chunks").glob("*.json"))) == 3
     assert DumpChunk.objects.count() == 3  # the fourth waits for one of them to be done
+
+
+def test_wait_names_the_queue_no_worker_consumes_under_the_settings_users_run(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: AttributeError 'Settings' object has no attribute 'CELERY_TASK_DEFAULT_QUEUE' (only
+    the test settings define it) whenever no chunk ended for 5 s: no worker, a busy one, a restart."""
+    nobody = f"{settings.CELERY_TASK_DEFAULT_QUEUE}-nobody"
+    del settings.CELERY_TASK_DEFAULT_QUEUE  # as in config.settings.local and production
+    monkeypatch.setitem(app.conf, "task_default_queue", nobody)
+    monkeypatch.setitem(app.conf, "CELERY_TASK_ALWAYS_EAGER", False)
+    monkeypatch.setattr(import_wikidata_dump, "NO_WORKER_HINT_AFTER", 0.2)
+    settings.WIKIDATA_DUMP_CHUNK_BYTES = 2048
+    path = tmp_path / "dump.json.gz"
+    path.write_bytes(gzip.compress(b"[\n" + b",\n".join(make_dump.lines(10)) + b"\n]\n"))
+    err = io.StringIO()
+    try:
+        with pytest.raises(CommandError, match=r"Gave up waiting"):
+            call_command(
+                "import_wikidata_dump", str(path), "--chunk-dir", str(tmp_path / "chunks"),
+                "--wait", "--timeout", "3", stdout=io.StringIO(), stderr=err,
+            )  # fmt: skip
+    finally:
+        client = redis.Redis.from_url(app.conf.broker_url)
+        client.delete(nobody)
+        client.close()
+    assert f"No worker consumes the '{nobody}' queue" in err.getvalue()
