@@ -37,6 +37,11 @@ BATCH_LINES = 1000
 BATCH_BYTES = 8 * 1024 * 1024
 # What nests_within keeps of a line: its brackets.
 NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+# A number's exponent of five digits or more: PostgreSQL's jsonb (numeric) holds at most 131,072
+# digits before the point and 16,383 after, and refuses the rest, failing the chunk's whole upsert.
+# A value, not a GUID's "855e-655584" inside a string: it follows a colon, a comma or a bracket.
+LONG_EXPONENT = re.compile(rb"[:,\[]\s*-?\d+(?:\.\d+)?[eE]([+-]?\d{5,})")
+EXPONENTS = range(-16383, 131072)
 # The rest of an overlong line is read and dropped in pieces of this size.
 SKIPPED_PIECE = 1 << 20
 
@@ -262,12 +267,18 @@ def check_parsed(document: dict[str, Any], text: bytes) -> None:
     """``documents.check(document)``, the walk over every value left out where the text shows it would pass.
 
     orjson, which parsed ``text``, refuses NaN, infinities and lone surrogates; what is left to
-    find is a NUL (written ``\\u0000`` in JSON) and nesting deeper than ``MAX_DEPTH``. That walk
-    is most of a line's cost; these two tests of the text are not.
+    find is a NUL (written ``\\u0000`` in JSON), nesting deeper than ``MAX_DEPTH``, and a number
+    that orjson reads (``1e-1000000`` as 0.0) but the database refuses in the text. That walk
+    is most of a line's cost; these tests of the text are not.
 
     Raises:
         UnusableDocument: as ``check`` does.
     """
+    for exponent in LONG_EXPONENT.finditer(text):
+        if int(exponent[1]) not in EXPONENTS:
+            raise UnusableDocument(
+                f"a number's exponent, {exponent[1].decode()}, is beyond what the database stores"
+            )
     if b"\\u0000" in text or not nests_within(text, MAX_DEPTH):
         check(document)  # the exact walk, which decides, and says where
         return

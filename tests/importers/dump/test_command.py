@@ -232,6 +232,21 @@ def test_a_truncated_bz2_dump_says_so_without_a_traceback(tmp_path: Path, bz2_re
     assert "dump.json.bz2" in str(failed.value)
 
 
+def test_a_number_the_database_cannot_store_is_a_bad_line_and_the_rest_of_its_chunk_imports(
+    tmp_path: Path, settings: Any
+) -> None:
+    """orjson reads ``1e-1000000`` as 0.0, PostgreSQL's jsonb refuses it: before, the whole chunk
+    failed on every run (0 of 32 good entities imported)."""
+    settings.WIKIDATA_DUMP_CHUNK_BYTES = 10 * 1024 * 1024  # one chunk for all
+    texts = [make_dump.dump_line(template, 900 + n) for n, template in enumerate(make_dump.templates()[:32])]
+    texts.insert(10, b'{"type":"item","id":"Q99","claims":{},"x":1e-1000000,"lastrevid":5}')
+    out, _ = import_dump(write_dump(tmp_path / "dump.json.gz", texts))
+    assert counts(out) == "33 entities read, 32 matched, 32 written, 0 unchanged, 1 bad lines"
+    (chunk,) = DumpChunk.objects.all()
+    assert chunk.bad_lines == [[12, "Q99: a number's exponent, -1000000, is beyond what the database stores"]]
+    assert WikidataEntity.objects.count() == 32
+
+
 def test_bad_lines_are_counted_and_named_by_line_number_and_the_good_ones_imported(
     tmp_path: Path, settings: Any
 ) -> None:
