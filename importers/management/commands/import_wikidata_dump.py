@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -275,11 +276,15 @@ class Command(BaseCommand):
             if number in done:
                 return None  # resumed: not written again
             self.wait_for_spool(dump, number, progress, deadline)
-            final = Path(dump.chunk_dir) / f"{dump.pk}-{number:07d}.json"
-            # Written under another name, then renamed: a worker still reading the file of an
-            # earlier run of this chunk keeps reading that one.
-            partial = final.with_suffix(".part")
-            sinks[number] = (partial.open("wb"), final)
+            # A name nobody can foresee, made by this command alone (O_EXCL: never an existing
+            # file, nor a symlink planted in a shared directory), and so this import's alone even
+            # where two deployments share the directory. Written under another name, then
+            # renamed (which replaces a planted symlink, never follows it): a worker still reading
+            # the file of an earlier run of this chunk keeps reading that one.
+            name = f"{dump.pk}-{number:07d}-{secrets.token_hex(8)}"
+            final = Path(dump.chunk_dir) / f"{name}.json"
+            partial = Path(dump.chunk_dir) / f"{name}.part"
+            sinks[number] = (open(partial, "xb", opener=_no_follow), final)  # noqa: SIM115 (closed later)
             return sinks[number][0]
 
         error = ""
@@ -519,3 +524,8 @@ class Command(BaseCommand):
             else ""
         )
         self.stderr.write(f"{bad:,} bad lines:\n" + "\n".join(listed) + more)
+
+
+def _no_follow(path: str, flags: int) -> int:
+    """``open``'s opener: never through a symlink, readable by workers running as other users."""
+    return os.open(path, flags | os.O_NOFOLLOW, 0o644)

@@ -247,6 +247,25 @@ def test_a_number_the_database_cannot_store_is_a_bad_line_and_the_rest_of_its_ch
     assert WikidataEntity.objects.count() == 32
 
 
+def test_chunk_files_are_never_written_through_symlinks_planted_in_a_shared_chunk_directory(
+    tmp_path: Path,
+) -> None:
+    """Before: chunk files had names anyone could foresee ({import}-{number}.part), opened with
+    O_TRUNC through whatever was there: planted symlinks overwrote a file outside the directory."""
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    chunks = tmp_path / "chunks"
+    chunks.mkdir()
+    for number in range(50):
+        for suffix in ("part", "json"):
+            (chunks / f"1-{number:07d}.{suffix}").symlink_to(victim)
+    texts = [make_dump.dump_line(template, 950 + n) for n, template in enumerate(make_dump.templates()[:12])]
+    out, _ = import_dump(write_dump(tmp_path / "dump.json.gz", texts))
+    assert counts(out) == "12 entities read, 12 matched, 12 written, 0 unchanged, 0 bad lines"
+    assert victim.read_bytes() == b"precious"
+    assert all(path.is_symlink() for path in chunks.iterdir())  # only the planted links are left
+
+
 def test_bad_lines_are_counted_and_named_by_line_number_and_the_good_ones_imported(
     tmp_path: Path, settings: Any
 ) -> None:
