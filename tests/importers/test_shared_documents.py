@@ -12,10 +12,8 @@ import pytest
 
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, WikidataEntity, WikidataRedirect
-from tests.conftest import ROOT
+from tests.support.shared import SHARED
 from tests.support.wikidata_server import StandInWikidata
-
-SHARED = ROOT.parent / "shared" / "wikidata"
 
 pytestmark = [
     pytest.mark.django_db,

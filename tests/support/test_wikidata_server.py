@@ -19,10 +19,11 @@ import pytest
 from wikidata.client import Client
 from wikidata.entity import EntityId, EntityState
 
+from tests.support.shared import SHARED
 from tests.support.wikidata_server import USER_AGENT_POLICY_BODY, Fault, StandInWikidata
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "wikidata"
+
 needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(), reason=f"real Wikidata documents not found at {SHARED} (outside the repository)"
 )

@@ -25,17 +25,13 @@ from importers.dump.importer import WikidataDumpImporter
 from importers.dump.lines import main_values
 from importers.importers import WikidataImporter
 from importers.models import ChunkStatus, DumpChunk, DumpImport, WikidataEntity
-from tests.conftest import ROOT
+from tests.support.shared import NEEDS_SHARED, SHARED
 from tests.support.wikidata_server import StandInWikidata
 
-SHARED = ROOT.parent / "shared" / "wikidata"
 MAP_KEYS = ("labels", "descriptions", "aliases", "claims", "sitelinks")
 ROW_FIELDS = ("wikidata_id", "entity_type", "label", "description", "data", "lastrevid", "modified")
 
 # The dumps here are made of the real documents of ../shared/wikidata.
-NEEDS_SHARED = pytest.mark.skipif(
-    not SHARED.is_dir(), reason=f"{SHARED} is absent; its documents are not in the repository"
-)
 pytestmark = [pytest.mark.django_db, NEEDS_SHARED]
 
 

@@ -13,9 +13,7 @@ import pytest
 from importers.documents import MAX_DEPTH, UnusableDocument, check
 from importers.dump.chunks import check_parsed, nests_within
 from importers.dump.lines import Filters, Head, entity_text, head_of, main_values, with_maps_as_objects
-from tests.conftest import ROOT
-
-SHARED = ROOT.parent / "shared" / "wikidata"
+from tests.support.shared import SHARED
 
 
 def modern_line(document: dict[str, Any]) -> bytes:
