@@ -25,7 +25,8 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from importers.importers import WikidataImporter
 from importers.models import ImportRun, WikidataEntity, WikidataRedirect
-from tests.importers.test_shared_documents import SHARED, document_files, entities_of
+from tests.importers.test_shared_documents import document_files, entities_of
+from tests.support.shared import SHARED
 from tests.support.waiting import wait_until
 from tests.support.wikidata_server import StandInWikidata
 from tests.support.workers import CeleryWorker

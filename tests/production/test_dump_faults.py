@@ -15,8 +15,9 @@ from django.utils import timezone
 
 from bench import make_dump
 from importers.models import ChunkStatus, DumpChunk, DumpImport, WikidataEntity
-from tests.importers.dump.test_command import NEEDS_SHARED, counts, import_dump
+from tests.importers.dump.test_command import counts, import_dump
 from tests.production.conftest import Deployment, RedisServer
+from tests.support.shared import NEEDS_SHARED
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), NEEDS_SHARED]  # workers see what the test commits

@@ -18,7 +18,8 @@ from config.celery_app import app
 from importers.dump.importer import WikidataDumpImporter
 from importers.management.commands import import_wikidata_dump
 from importers.models import ChunkStatus, DumpChunk, WikidataEntity
-from tests.importers.dump.test_command import NEEDS_SHARED, counts, import_dump
+from tests.importers.dump.test_command import counts, import_dump
+from tests.support.shared import NEEDS_SHARED
 from tests.support.workers import CeleryWorker
 
 pytestmark = [pytest.mark.django_db(transaction=True), NEEDS_SHARED]  # the worker sees what the test commits
