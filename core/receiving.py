@@ -7,7 +7,8 @@ every worker that takes it dies in turn. So the method caller's strategy refuses
 decodes or builds anything, a message that is not safe to handle: a body larger than
 ``IMPORTER_MAX_MESSAGE_BYTES`` (left unread), one that does not decode or is not Celery's
 ``[args, kwargs, embed]``, headers or a body nested deeper than
-``core.limits.max_message_depth()``, or an ``eta`` further away than ``IMPORTER_MAX_COUNTDOWN``. A refused message is logged in one line, its failure
+``core.limits.max_message_depth()``, or an ``eta`` further away than ``IMPORTER_MAX_COUNTDOWN``.
+A refused message is logged in one line, its failure
 stored for whoever waits on its result, and rejected without requeue: discarded, or
 dead-lettered where the queue has a dead-letter exchange. The worker goes on.
 

@@ -216,7 +216,7 @@ class WikidataEntityAdmin(admin.ModelAdmin):
 
         Each is fetched whole: whether its revision changed is known only from the document.
         """
-        self._send_imports(request, queryset, "refresh", forget_revisions=False)
+        self._send_imports(request, queryset, "refresh", rewrite=False)
 
     @admin.action(
         description="Re-import selected entities (rewrite them even when unchanged)", permissions=["import"]
@@ -224,10 +224,10 @@ class WikidataEntityAdmin(admin.ModelAdmin):
     def reimport_selected(self, request: HttpRequest, queryset: models.QuerySet[WikidataEntity]) -> None:
         """Import the selected entities again and rewrite them, label and description recomputed.
 
-        The storage rewrites a document whose revision differs from the stored one, so the stored
-        revisions are forgotten first (and put back if nothing could be sent).
+        The imports rewrite a document of the stored revision too (``rewrite``), never an older
+        one: nothing stored is forgotten or lowered while they are on their way.
         """
-        self._send_imports(request, queryset, "re-import", forget_revisions=True)
+        self._send_imports(request, queryset, "re-import", rewrite=True)
 
     def _send_imports(
         self,
@@ -235,7 +235,7 @@ class WikidataEntityAdmin(admin.ModelAdmin):
         queryset: models.QuerySet[WikidataEntity],
         verb: str,
         *,
-        forget_revisions: bool,
+        rewrite: bool,
     ) -> None:
         """Record a run of the selected ids, and send it once the request's transaction commits."""
         ids = list(queryset.order_by("pk").values_list("pk", flat=True)[: MAX_SELECTED + 1])
@@ -250,14 +250,9 @@ class WikidataEntityAdmin(admin.ModelAdmin):
         run = ImportRun.objects.create()
         run.request((wikidata_id, f"admin {verb}") for wikidata_id in ids)
         run.set_requested(len(ids))
-        revisions: dict[str, int | None] = {}
-        if forget_revisions:
-            selected = WikidataEntity.objects.filter(pk__in=ids)
-            revisions = dict(selected.values_list("pk", "lastrevid"))
-            selected.update(lastrevid=None)
         # A worker must find the run: send after the commit, where a broker failure can still
         # be told apart and undone (as_task would defer the send itself, but then raise after it).
-        transaction.on_commit(functools.partial(self._send_run, request, run, ids, verb, revisions))
+        transaction.on_commit(functools.partial(self._send_run, request, run, ids, verb, rewrite))
 
     def _send_run(
         self,
@@ -265,19 +260,18 @@ class WikidataEntityAdmin(admin.ModelAdmin):
         run: ImportRun,
         ids: list[str],
         verb: str,
-        revisions: dict[str, int | None],
+        rewrite: bool,
     ) -> None:
         """Send the run's ids, and say where to follow them; withdraw the run if the broker is down."""
         here = runs_in_process()
         try:
-            WikidataImporter().import_bulk.as_task(wikidata_ids=ids, run_id=run.pk, batch_size=MAX_BATCH)
+            extra = {"rewrite": True} if rewrite else {}
+            WikidataImporter().import_bulk.as_task(
+                wikidata_ids=ids, run_id=run.pk, batch_size=MAX_BATCH, **extra
+            )
         except OperationalError as error:
             run.withdraw_after(0)
             run.set_requested(0)
-            WikidataEntity.objects.bulk_update(
-                [WikidataEntity(pk=pk, lastrevid=revision) for pk, revision in revisions.items()],
-                ["lastrevid"],
-            )
             self.message_user(
                 request, f"Nothing was sent: the broker could not be reached ({error}).", messages.ERROR
             )

@@ -54,8 +54,16 @@ class WikidataImporter(BaseImporter):
     queue = settings.WIKIDATA_QUEUE
 
     @as_task
-    def import_bulk(self, wikidata_ids: Iterable[str], run_id: int | None = None, batch_size: int = 1) -> int:
+    def import_bulk(
+        self,
+        wikidata_ids: Iterable[str],
+        run_id: int | None = None,
+        batch_size: int = 1,
+        rewrite: bool = False,
+    ) -> int:
         """Send one ``import_single`` task per id, or one ``import_batch`` per ``batch_size`` ids.
+
+        ``rewrite`` rewrites a stored revision that is the same (to relabel it, say), never an older one.
 
         Returns how many ids were sent. ``wikidata_ids`` may be any iterable when called
         directly, so a file of ids is streamed, never loaded whole. Inside
@@ -74,10 +82,12 @@ class WikidataImporter(BaseImporter):
             nonlocal consumed
             for chunk in chunked(wikidata_ids, batch_size):
                 consumed += len(chunk)
+                # Only when asked for: the messages of ordinary imports stay as small as they were.
+                extra = {"rewrite": True} if rewrite else {}
                 if batch_size == 1:
-                    yield {"wikidata_id": chunk[0], "run_id": run_id}
+                    yield {"wikidata_id": chunk[0], "run_id": run_id, **extra}
                 else:
-                    yield {"wikidata_ids": chunk, "run_id": run_id}
+                    yield {"wikidata_ids": chunk, "run_id": run_id, **extra}
 
         try:
             # In process, several calls at once: the request budget bounds their requests.
@@ -88,7 +98,9 @@ class WikidataImporter(BaseImporter):
         return consumed
 
     @as_task
-    def import_batch(self, wikidata_ids: list[str], run_id: int | None = None) -> dict[str, str]:
+    def import_batch(
+        self, wikidata_ids: list[str], run_id: int | None = None, rewrite: bool = False
+    ) -> dict[str, str]:
         """Fetch up to 50 entities with one request and store them with one upsert.
 
         Returns the outcome of each id ("sent" for one handed on to a task of its own). Ids
@@ -101,7 +113,7 @@ class WikidataImporter(BaseImporter):
         """
         if len(wikidata_ids) > MAX_BATCH:
             raise ValueError(f"import_batch takes at most {MAX_BATCH} ids, not {len(wikidata_ids)}")
-        storage = Storage(run_id, self.task_id)
+        storage = Storage(run_id, self.task_id, rewrite)
         valid, outcomes = [], {}
         for wikidata_id in wikidata_ids:
             try:
@@ -114,7 +126,7 @@ class WikidataImporter(BaseImporter):
             try:
                 batch = fetch_batch(valid)
             except (FetchFailed, SoftTimeLimitExceeded):
-                return outcomes | self._one_by_one(valid, run_id)
+                return outcomes | self._one_by_one(valid, run_id, rewrite)
             try:
                 stored = storage.store_batch(batch)
             except UNAVAILABLE:
@@ -122,7 +134,7 @@ class WikidataImporter(BaseImporter):
             except Exception:
                 stored = self._store_each(storage, batch)
             outcomes |= {asked: str(status) for asked, status in stored.items()}
-            return outcomes | self._one_by_one(batch.absent, run_id)
+            return outcomes | self._one_by_one(batch.absent, run_id, rewrite)
 
     def _store_each(self, storage: Storage, batch: Batch) -> dict[str, Status]:
         """Store a batch's documents one by one, recording ``failed`` for each that cannot be stored."""
@@ -139,17 +151,18 @@ class WikidataImporter(BaseImporter):
                 stored[asked] = Status.FAILED
         return stored
 
-    def _one_by_one(self, wikidata_ids: list[str], run_id: int | None) -> dict[str, str]:
+    def _one_by_one(self, wikidata_ids: list[str], run_id: int | None, rewrite: bool) -> dict[str, str]:
         """Import each id as a task of its own; return the outcomes known here ("sent" for the others)."""
         outcomes = {}
+        extra = {"rewrite": True} if rewrite else {}
         for wikidata_id in wikidata_ids:
-            result = self.import_single.as_task(wikidata_id=wikidata_id, run_id=run_id)
+            result = self.import_single.as_task(wikidata_id=wikidata_id, run_id=run_id, **extra)
             ran_here = isinstance(result, EagerResult) and result.successful()
             outcomes[wikidata_id] = str(result.result) if ran_here else "sent"
         return outcomes
 
     @as_task
-    def import_single(self, wikidata_id: str, run_id: int | None = None) -> str:
+    def import_single(self, wikidata_id: str, run_id: int | None = None, rewrite: bool = False) -> str:
         """Fetch one entity and store it; record and return the outcome for ``wikidata_id``.
 
         Whatever goes wrong, the id gets an outcome: ``failed``, with the error, for anything
@@ -159,7 +172,7 @@ class WikidataImporter(BaseImporter):
         Raises:
             TaskFailed: the fetch failed for good (after retries); the outcome says why.
         """
-        storage = Storage(run_id, self.task_id)
+        storage = Storage(run_id, self.task_id, rewrite)
         try:
             asked_id = normalize(wikidata_id)
         except InvalidEntityId as error:
@@ -199,7 +212,9 @@ class WikidataImporter(BaseImporter):
             TaskFailed: the outcome is ``failed``: the task fails too.
         """
         status = FETCH_ERROR_OUTCOMES[type(error)]
-        storage.record(asked_id, status, error=str(error), attempts=error.attempts)
+        # Shown beside its id (in the admin, and "Q404: missing: ..."): not the id again.
+        message = str(error).removeprefix(f"{asked_id}: ")
+        storage.record(asked_id, status, error=message, attempts=error.attempts)
         if status == Status.FAILED:
             raise TaskFailed(f"{asked_id} failed: {error}")
         return status

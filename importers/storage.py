@@ -30,10 +30,12 @@ class Storage:
 
     ``run_id`` is the ``ImportRun`` the outcomes count for (``None``: none); ``task_id`` the
     Celery task that records them, so that a task delivered twice counts its ids once.
+    ``rewrite`` writes a document of the stored revision too (a forced re-import), never an older one.
     """
 
     run_id: int | None = None
     task_id: str | None = None
+    rewrite: bool = False
 
     def store(self, asked_id: str, fetched: Fetched) -> Status:
         """Store a fetched document and the outcome for ``asked_id``; return that outcome.
@@ -64,15 +66,18 @@ class Storage:
             for asked, document in batch.documents.items():
                 entity = _entity(targets[asked], document, now)
                 # A redirect and its target in one answer may carry two revisions: the newer wins.
-                if entity.pk not in entities or _newer(entity.lastrevid, entities[entity.pk].lastrevid):
+                if entity.pk not in entities or _newer(
+                    entity.lastrevid, entities[entity.pk].lastrevid, False
+                ):
                     entities[entity.pk] = entity
             # What was read is only a shortcut: the upsert itself decides, for tasks racing for an id.
             written = upsert_newer(
                 [
                     entity
                     for pk, entity in entities.items()
-                    if pk not in stored or _newer(entity.lastrevid, stored[pk])
-                ]
+                    if pk not in stored or _newer(entity.lastrevid, stored[pk], self.rewrite)
+                ],
+                rewrite=self.rewrite,
             )
             redirects = [WikidataRedirect(wikidata_id=a, target_id=t) for a, t in targets.items() if a != t]
             WikidataRedirect.objects.bulk_create(
@@ -178,11 +183,12 @@ class Storage:
         )
 
 
-def upsert_newer(entities: list[WikidataEntity]) -> set[str]:
+def upsert_newer(entities: list[WikidataEntity], rewrite: bool = False) -> set[str]:
     """Insert each entity, or update its row if the entity is a newer revision; return the ids written.
 
-    Newer means a greater ``lastrevid``; a row without one is replaced by any document, and a
-    document without one replaces only such a row. Call inside a transaction.
+    Newer means a greater ``lastrevid`` (or the same, with ``rewrite``: a stored revision is
+    rewritten, never lowered); a row without one is replaced by any document, and a document
+    without one replaces only such a row. Call inside a transaction.
 
     The test is in the upsert's WHERE, so that tasks racing for one id agree: whichever commits
     last, the newest revision stays (Django's ``bulk_create(update_conflicts=True)`` would update
@@ -203,11 +209,12 @@ def upsert_newer(entities: list[WikidataEntity]) -> set[str]:
         )
         params += values
     columns = [quote(field.column) for field in fields]
+    newer = ">=" if rewrite else ">"
     updates = ", ".join(f"{column} = excluded.{column}" for column in columns[1:])
     sql = (
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(rows)} "
         f"ON CONFLICT ({key}) DO UPDATE SET {updates} "
-        f"WHERE {table}.{revision} IS NULL OR excluded.{revision} > {table}.{revision} "
+        f"WHERE {table}.{revision} IS NULL OR excluded.{revision} {newer} {table}.{revision} "
         f"RETURNING {key}"
     )
     with connection.cursor() as cursor:
@@ -221,9 +228,9 @@ def _placeholder(field: Any, value: Any) -> str:
     return str(placeholder(value, None, connection)) if placeholder is not None else "%s"
 
 
-def _newer(revision: int | None, than: int | None) -> bool:
+def _newer(revision: int | None, than: int | None, rewrite: bool) -> bool:
     """Whether a document of ``revision`` replaces one of revision ``than``: the upsert's WHERE, in Python."""
-    return than is None or (revision is not None and revision > than)
+    return than is None or (revision is not None and (revision >= than if rewrite else revision > than))
 
 
 def _entity(entity_id: str, document: Mapping[str, Any], now: Any) -> WikidataEntity:

@@ -7,6 +7,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -26,10 +27,10 @@ def test_list_importers_prints_a_table_of_every_importer() -> None:
     assert lines[0].split() == ["key", "class", "app", "abstract", "task", "methods"]
     recorder = next(line for line in lines if line.startswith("Recorder "))
     assert recorder.split()[:4] == ["Recorder", "tests.example_app.importers.Recorder", "example_app", "no"]
-    assert "add(left: 'int', right: 'int') -> 'int'" in recorder
-    assert "echo(value: 'Any', *, kind: 'str' = 'any')" in output
-    assert "fail(message: 'str') -> 'None'  [priority=9, expires=60]" in output  # options, not markup
-    assert "import_batch(wikidata_ids: 'list[str]'" in output
+    assert "add(left: int, right: int) -> int" in recorder
+    assert "echo(value: Any, *, kind: str = 'any')" in output
+    assert "fail(message: str) -> None  [priority=9, expires=60]" in output  # options, not markup
+    assert "import_batch(wikidata_ids: list[str]" in output
     abstract = next(line for line in lines if line.startswith("AbstractExample "))
     assert abstract.split()[3] == "yes"
 
@@ -46,7 +47,7 @@ def test_list_importers_never_wraps_a_long_signature_nor_eats_brackets() -> None
         ) -> None: ...
 
     (line,) = [line for line in run("list_importers").splitlines() if line.startswith("LongWinded ")]
-    assert line.endswith("mapping_of_labels_by_language: 'dict[str, str] | None' = None) -> 'None'")
+    assert line.endswith("mapping_of_labels_by_language: dict[str, str] | None = None) -> None")
 
 
 def test_list_importers_json_has_the_same_facts() -> None:
@@ -56,14 +57,15 @@ def test_list_importers_json_has_the_same_facts() -> None:
         "class": "tests.example_app.importers.Recorder",
         "app": "example_app",
         "abstract": False,
+        "queue": settings.CELERY_TASK_DEFAULT_QUEUE,  # Celery's default: it names none of its own
         "task_methods": {
-            "add": {"signature": "add(left: 'int', right: 'int') -> 'int'", "options": {}},
+            "add": {"signature": "add(left: int, right: int) -> int", "options": {}},
             "echo": {
-                "signature": "echo(value: 'Any', *, kind: 'str' = 'any') -> 'dict[str, Any]'",
+                "signature": "echo(value: Any, *, kind: str = 'any') -> dict[str, Any]",
                 "options": {},
             },
             "fail": {
-                "signature": "fail(message: 'str') -> 'None'",
+                "signature": "fail(message: str) -> None",
                 "options": {"priority": 9, "expires": 60},
             },
         },
@@ -78,9 +80,9 @@ def test_run_importer_runs_a_task_method_with_json_arguments(sync: list[str]) ->
     output = run(
         "run_importer", "Recorder", "echo", "--kwarg", 'value={"a": [1]}', "--kwarg", "kind=raw", *sync
     )
-    assert "'type': 'dict'" in output
-    assert "'kind': 'raw'" in output
-    assert "'type': 'str'" in run("run_importer", "Recorder", "echo", "not json", *sync)
+    assert '"type": "dict"' in output  # printed as JSON, as it travels
+    assert '"kind": "raw"' in output
+    assert '"type": "str"' in run("run_importer", "Recorder", "echo", "not json", *sync)
 
 
 @pytest.mark.parametrize(
@@ -140,3 +142,13 @@ def test_run_importer_sends_to_the_broker_when_workers_run(live: Any) -> None:
     output = run("run_importer", "Recorder", "add", "40", "2")
     assert output.startswith("Sent Recorder.add as task ")
     Recorder.calls.clear()
+
+
+@pytest.mark.django_db
+def test_run_importer_prints_a_returned_status_as_its_value_not_the_enums_repr(wikidata: Any) -> None:
+    """Before: ``WikidataImporter.import_single returned: Status.IMPORTED``."""
+    from tests.importers.entities import item
+
+    wikidata.add_entity(item("Q1", "Item Q1"))
+    output = run("run_importer", "WikidataImporter", "import_single", "--kwarg", "wikidata_id=Q1", "--sync")
+    assert 'WikidataImporter.import_single returned: "imported"' in output

@@ -38,7 +38,7 @@ def test_each_id_is_printed_with_its_outcome_and_label(served: StandInWikidata) 
 def test_any_id_that_was_not_imported_makes_the_command_fail_naming_it(served: StandInWikidata) -> None:
     with pytest.raises(CommandError) as caught:
         import_wikidata("Q1022", "Q404")
-    assert str(caught.value) == "1 id was not imported:\n  Q404: missing: Q404: no such entity (HTTP 404)"
+    assert str(caught.value) == "1 id was not imported:\n  Q404: missing: no such entity (HTTP 404)"
     assert ImportOutcome.objects.get(pk="Q1022").status == "imported"  # the rest went ahead
 
 

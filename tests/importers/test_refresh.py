@@ -60,9 +60,18 @@ def test_nothing_changed_means_nothing_imported(wikidata: StandInWikidata) -> No
     stored(wikidata, 60)
     assert refresh().splitlines() == [
         "Checked 60 stored entities (2 requests): 0 to re-import.",
-        "Every entity is up to date.",
+        "Every selected entity is up to date.",
     ]
     assert not ImportRun.objects.exists()
+
+
+def test_with_nothing_selected_it_says_nothing_was_checked(wikidata: StandInWikidata) -> None:
+    """Before: "Every entity is up to date.", with nothing stored or selected."""
+    stored(wikidata, 2)
+    assert refresh("--older-than", "7d").splitlines() == [
+        "Checked 0 stored entities (0 requests): 0 to re-import.",
+        "No stored entity is selected: nothing was checked.",
+    ]
 
 
 def test_force_rewrites_an_entity_whose_revision_did_not_change(wikidata: StandInWikidata) -> None:
@@ -101,9 +110,30 @@ def test_ids_whose_check_failed_are_re_imported_and_so_get_an_outcome(
 ) -> None:
     stored(wikidata, 2)
     wikidata.add_fault(None, Fault.status(503), times=4)  # every try of the one check
-    output = refresh()
-    assert output.splitlines()[0] == "Checked 0 stored entities (1 request): 2 to re-import."
-    assert output.splitlines()[-1] == "Every id was imported."
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match="Could not check 2 of the selected ids on Wikidata"):
+        call_command("refresh_wikidata", stdout=out, stderr=err)  # before: exit 0
+    assert out.getvalue().splitlines()[0] == "Checked 0 stored entities (1 request): 2 to re-import."
+    assert out.getvalue().splitlines()[-1] == "Every id was imported."
+    assert err.getvalue().startswith("Could not check 2 ids, re-importing them: ")  # before: "50 ids"
+
+
+def test_force_never_lowers_a_stored_revision_when_its_imports_fail(wikidata: StandInWikidata) -> None:
+    """Before: --force erased the stored revision before sending, and put nothing back when the
+    import failed; then an old dump overwrote revision 1867923350 with revision 100."""
+    stored(wikidata, 1)
+    wikidata.add_fault("Q1", Fault.status(503), times=100)  # the forced import fails
+    with pytest.raises(CommandError):
+        refresh("Q1", "--force")
+    assert WikidataEntity.objects.get(pk="Q1").lastrevid == 1001
+    older = item("Q1", "Older", lastrevid=100)
+    Storage().store_batch(Batch({"Q1": older}, [], [], 1))  # an old document, from a dump say
+    assert WikidataEntity.objects.get(pk="Q1").label == "Item 1"
+    # Forced while a lagging server answers an older revision: rewritten only at the same one.
+    wikidata.reset()
+    wikidata.add_entity(older)
+    assert "Q1  unchanged" in refresh("Q1", "--force")
+    assert WikidataEntity.objects.get(pk="Q1").lastrevid == 1001
 
 
 @pytest.mark.parametrize("bad", ["soon", "7x", "--1d", ""])

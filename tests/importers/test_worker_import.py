@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the worker must see what
 def test_the_worker_imports_every_kind_of_entity(served: StandInWikidata, live: CeleryWorker) -> None:
     with pytest.raises(CommandError) as caught:
         import_wikidata("Q1022", "Q7259", "P31", "L7", "Q99999", "Q404", "--wait")
-    assert str(caught.value) == "1 id was not imported:\n  Q404: missing: Q404: no such entity (HTTP 404)"
+    assert str(caught.value) == "1 id was not imported:\n  Q404: missing: no such entity (HTTP 404)"
     statuses = dict(ImportOutcome.objects.values_list("wikidata_id", "status"))
     # Q99999 redirects to Q1022: on a worker with several processes either task may store the
     # document first, and the other then finds the same revision stored.
@@ -43,6 +43,8 @@ def test_without_wait_the_command_reports_what_it_enqueued(
     assert output == f"Enqueued 2 import tasks for 2 ids (run {run.pk}).\n"
     output = import_wikidata("Q1022", "P31", "--wait")  # waits for its own run only
     assert output.splitlines()[-1] == "Every id was imported."
+    output = import_wikidata("Q1022")
+    assert output.startswith("Enqueued 1 import task for 1 id (run ")  # before: "for 1 ids"
 
 
 def test_sync_runs_in_process_even_with_a_broker(served: StandInWikidata, live: CeleryWorker) -> None:
@@ -82,7 +84,7 @@ def test_with_workers_verbosity_2_lists_each_ids_outcome_after_waiting(
     assert lines[0].startswith("Enqueued 2 import tasks for 2 ids")
     assert sorted(lines[1:3]) == [
         "Q1022  imported    Stuttgart",
-        "Q404   missing     Q404: no such entity (HTTP 404)",
+        "Q404   missing     no such entity (HTTP 404)",
     ]
 
 

@@ -136,7 +136,7 @@ def test_import_wikidata_waits_for_a_worker_over_each_broker(
     run = ImportRun.objects.get()
     assert re.match(rf"Enqueued 2 import tasks .*\(run {run.pk}\)\.\n", done.stdout), done.stdout
     assert done.stdout.endswith(f"Run {run.pk}: 1 imported, 1 missing.\n")
-    assert done.stderr.endswith("1 id was not imported:\n  Q404: missing: Q404: no such entity (HTTP 404)\n")
+    assert done.stderr.endswith("1 id was not imported:\n  Q404: missing: no such entity (HTTP 404)\n")
     assert (run.requested, run.finished_now()) == (2, 2)
 
     # This process sends over the same broker too.

@@ -7,6 +7,7 @@ import io
 import json
 from typing import Any
 
+from celery import current_app
 from django.apps import apps
 from django.core.management.base import BaseCommand
 from rich.console import Console
@@ -39,6 +40,8 @@ def describe(key: str, importer: type[BaseImporter]) -> dict[str, Any]:
         "class": f"{importer.__module__}.{importer.__qualname__}",
         "app": app_config.label if app_config else None,
         "abstract": importer.abstract,
+        # Where its tasks go: its own queue, or Celery's default one.
+        "queue": importer.queue or current_app.conf.task_default_queue,
         "task_methods": {
             name: {
                 "signature": f"{name}{signature_without_self(method.signature)}",
@@ -49,9 +52,28 @@ def describe(key: str, importer: type[BaseImporter]) -> dict[str, Any]:
     }
 
 
+class _Written(str):
+    """An annotation as its module wrote it: shown as is, not quoted as a string (``'list[str]'``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _as_written(annotation: Any) -> Any:
+    return _Written(annotation) if isinstance(annotation, str) else annotation
+
+
 def signature_without_self(signature: inspect.Signature) -> inspect.Signature:
-    """Return the signature of a task method as a caller of ``.as_task`` sees it."""
-    return signature.replace(parameters=list(signature.parameters.values())[1:])
+    """Return the signature of a task method as a caller of ``.as_task`` sees it, annotations as written."""
+    parameters = [
+        parameter.replace(annotation=_as_written(parameter.annotation))
+        for parameter in list(signature.parameters.values())[1:]
+    ]
+    return signature.replace(
+        parameters=parameters, return_annotation=_as_written(signature.return_annotation)
+    )
 
 
 def method_line(method: dict[str, Any]) -> str:

@@ -71,7 +71,8 @@ class Command(BaseCommand):
         elif result.failed():
             raise CommandError(f"{label} failed: {result.result!r}")
         else:
-            message = f"{label} returned: {result.result!r}"
+            # As it travels, JSON: an enum's value (unchanged), not its repr (Status.UNCHANGED).
+            message = f"{label} returned: {json.dumps(result.result, default=repr, ensure_ascii=False)}"
         if verbosity >= 1:
             self.stdout.write(self.style.SUCCESS(message))
 

@@ -128,8 +128,17 @@ class Command(BaseCommand):
         except DatabaseError as error:
             raise CommandError(database_problem(error)) from None
 
-    def send(self, run: ImportRun, source: list[SourcedId] | Path, valid: int, batch_size: int) -> None:
+    def send(
+        self,
+        run: ImportRun,
+        source: list[SourcedId] | Path,
+        valid: int,
+        batch_size: int,
+        rewrite: bool = False,
+    ) -> None:
         """Send (or run here) a task for each id, once, and keep how many were sent in ``run``.
+
+        ``rewrite``: a document of the stored revision is written again (never an older one).
 
         Each id is added to the run's requested ids before it is sent; a duplicate is skipped.
 
@@ -141,7 +150,9 @@ class Command(BaseCommand):
         shown = runs_in_process() and self.verbosity >= 1
         try:
             with self.printed_as_they_end(run) if shown else contextlib.nullcontext():
-                sent = WikidataImporter().import_bulk(ids, run_id=run.pk, batch_size=batch_size)
+                sent = WikidataImporter().import_bulk(
+                    ids, run_id=run.pk, batch_size=batch_size, rewrite=rewrite
+                )
         except EnqueueFailed as error:
             self.report_not_enqueued(run, valid - duplicates.count, error)
         if shown:  # the ids whose task ended without recording an outcome
@@ -208,7 +219,8 @@ class Command(BaseCommand):
         if self.verbosity >= 1:
             tasks = -(-run.requested // batch_size)
             noun = "task" if tasks == 1 else "tasks"
-            self.stdout.write(f"Enqueued {tasks} import {noun} for {run.requested} ids (run {run.pk}).")
+            ids = "id" if run.requested == 1 else "ids"
+            self.stdout.write(f"Enqueued {tasks} import {noun} for {run.requested} {ids} (run {run.pk}).")
 
     def open_source(self, ids: list[str], path: str | None, stack: ExitStack) -> list[SourcedId] | Path:
         """Return the ids given as arguments, or the path of a file to stream them from."""

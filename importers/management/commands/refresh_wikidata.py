@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -54,6 +54,7 @@ class Command(ImportCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.verbosity = options["verbosity"]
+        self.unchecked = 0  # ids whose revision could not be asked for
         with ExitStack() as stack:
             entities = self.selected(options, stack)
             if options["relabel"]:
@@ -66,18 +67,29 @@ class Command(ImportCommand):
                 list(entities.values_list("pk", flat=True)) if options["force"] else self.changed(entities)
             )
             if not stale:
-                if self.verbosity >= 1:
-                    self.stdout.write(self.style.SUCCESS("Every entity is up to date."))
+                self.report_up_to_date(entities)
                 return
-            if options["force"]:
-                # Storage writes only a newer revision; no stored revision means any is newer.
-                for chunk in chunked(stale, 500):
-                    WikidataEntity.objects.filter(pk__in=chunk).update(lastrevid=None)
             run = self.start_run()
             self.id_width = max(map(len, stale))
             source = [SourcedId(wikidata_id, "stored entity") for wikidata_id in stale]
-            self.send(run, source, len(source), options["batch_size"])
+            # Forced: the same revision is written again, an older one never (nothing stored is
+            # forgotten first, so nothing is lost when the imports fail or are never sent).
+            self.send(run, source, len(source), options["batch_size"], rewrite=options["force"])
         self.report(run, here, options)
+        if self.unchecked:
+            raise CommandError(
+                f"Could not check {self.unchecked} of the selected ids on Wikidata; they were sent to be "
+                "re-imported, which records what is wrong with each."
+            )
+
+    def report_up_to_date(self, entities: QuerySet[WikidataEntity]) -> None:
+        """Say that nothing is to be done, and why: nothing selected, or nothing changed."""
+        if self.verbosity < 1:
+            return
+        if not entities.exists():
+            self.stdout.write("No stored entity is selected: nothing was checked.")
+        else:
+            self.stdout.write(self.style.SUCCESS("Every selected entity is up to date."))
 
     def selected(self, options: dict[str, Any], stack: ExitStack) -> QuerySet[WikidataEntity]:
         """Return the stored entities the options select: the ids given, fetched before a time."""
@@ -103,7 +115,9 @@ class Command(ImportCommand):
             try:
                 revisions = fetch_revisions(ids)
             except FetchFailed as error:
-                unchecked.append(str(error))
+                noun = "id" if len(ids) == 1 else "ids"
+                unchecked.append(f"Could not check {len(ids)} {noun}, re-importing them: {error}")
+                self.unchecked += len(ids)
                 changed += ids
                 continue
             changed += [wikidata_id for wikidata_id, revision in chunk if revisions[wikidata_id] != revision]
@@ -113,8 +127,8 @@ class Command(ImportCommand):
             self.stdout.write(
                 f"Checked {checked} stored entities ({requests} {noun}): {len(changed)} to re-import."
             )
-            for reason in unchecked[:MAX_LISTED]:
-                self.stderr.write(f"Could not check 50 ids, re-importing them: {reason}")
+            for line in unchecked[:MAX_LISTED]:
+                self.stderr.write(line)
         return changed
 
     def relabel(self, entities: QuerySet[WikidataEntity]) -> None:
