@@ -287,7 +287,8 @@ class Follower:
                 events, reason = self.consume(stream)
             finally:
                 stream.close()
-                self.flush()
+            # What this connection brought is sent, and the position saved, before the next one.
+            self.flush()
             if self.stop.is_set():
                 break
             delay = RECONNECT_FIRST if events else min(delay * 2, RECONNECT_MOST)
