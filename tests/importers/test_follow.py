@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from django.core.management.base import CommandError
 from django.db import connection, connections
 
 from importers.documents import Batch
-from importers.follow import Change, Event, Follower, parse_change, read_events
+from importers.follow import Change, Event, Follower, Pending, parse_change, read_events
 from importers.models import FollowPosition, WikidataEntity
 from importers.storage import Storage
 from tests.importers.entities import item
@@ -46,7 +46,9 @@ def stream(settings: Any) -> Iterator[StandInEventStream]:
 
 def stored(wikidata: StandInWikidata, *numbers: int) -> None:
     """Items Q<n> stored at revision 1000 + n, and served at revision 2000 + n (changed since)."""
-    documents = {f"Q{n}": item(f"Q{n}", f"Item {n}", lastrevid=1000 + n) for n in numbers}
+    documents: dict[str, Mapping[str, Any]] = {
+        f"Q{n}": item(f"Q{n}", f"Item {n}", lastrevid=1000 + n) for n in numbers
+    }
     Storage().store_batch(Batch(documents, [], [], 1))
     for n in numbers:
         wikidata.add_entity(item(f"Q{n}", f"Item {n} changed", lastrevid=2000 + n))
@@ -164,6 +166,30 @@ def test_a_dropped_connection_resumes_from_the_saved_position_losing_and_redoing
     assert second.start == 3
 
 
+def test_a_connection_dropped_mid_event_loses_no_change(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1, 2)
+    stream.drop_after(1, mid_event=True)  # half of Q2's event, then the connection closes
+    stream.edit("Q1", 2001)
+    last = stream.edit("Q2", 2002)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001, "Q2": 2002}
+    assert [request.start for request in stream.requests] == [0, 1]
+
+
+def test_a_refused_connection_is_tried_again(wikidata: StandInWikidata, stream: StandInEventStream) -> None:
+    stored(wikidata, 1)
+    stream.refuse(429)
+    stream.refuse(503)
+    last = stream.edit("Q1", 2001)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001}
+    assert [request.start for request in stream.requests] == [0, 0, 0]
+
+
 def test_a_restarted_follower_resumes_after_the_saved_position(
     wikidata: StandInWikidata, stream: StandInEventStream
 ) -> None:
@@ -234,6 +260,19 @@ def test_sigterm_stops_the_command_with_its_position_saved(
     assert out.splitlines()[-1].startswith("Stopped: 1 ids sent; position [")
     assert saved_offset() == last
     assert revisions() == {"Q1": 2001}
+
+
+def test_pending_changes_keep_each_ids_highest_revision_and_the_last_position() -> None:
+    pending = Pending()
+    for position, (wikidata_id, revision) in enumerate(
+        [("Q1", 7), ("Q2", 3), ("Q1", 5), ("Q1", 9), ("Q1", 8)]
+    ):
+        pending.add(Event(str(position), "message", ""), Change(wikidata_id, revision), now=1.0)
+    pending.add(Event(None, "message", ""), None, now=1.5)  # an event without an id keeps the position
+    assert pending.changes == {"Q1": 9, "Q2": 3}
+    assert pending.position == "4"
+    assert not pending.due(now=2.9, seconds=2.0)
+    assert pending.due(now=3.0, seconds=2.0)  # the oldest unsent event is 2 s old
 
 
 @pytest.mark.parametrize(

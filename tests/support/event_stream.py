@@ -68,7 +68,8 @@ class StandInEventStream:
         self.url = ""
         self.requests: list[StreamRequest] = []
         self._events: list[bytes] = []
-        self._drops: list[int] = []
+        self._drops: list[tuple[int, bool]] = []
+        self._refusals: list[int] = []
         self._changed = threading.Condition()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -146,10 +147,16 @@ class StandInEventStream:
             }
         )
 
-    def drop_after(self, events: int) -> None:
-        """Close the next connection after it sent ``events`` events."""
+    def drop_after(self, events: int, mid_event: bool = False) -> None:
+        """Close the next connection after it sent ``events`` events (and half the next, ``mid_event``)."""
         with self._changed:
-            self._drops.append(events)
+            self._drops.append((events, mid_event))
+
+    def refuse(self, status: int = 429, times: int = 1) -> None:
+        """Answer the next ``times`` connections with ``status`` (EventStreams sends 429 past its
+        connection limit, 5xx when it is in trouble) and a JSON error body, as it does."""
+        with self._changed:
+            self._refusals += [status] * times
 
     @property
     def offset(self) -> int:
@@ -164,9 +171,18 @@ class StandInEventStream:
         start = _resume_from(headers.get("Last-Event-Id", ""))
         with self._changed:
             self.requests.append(StreamRequest(headers, start))
-            drop = self._drops.pop(0) if self._drops else None
+            refusal = self._refusals.pop(0) if self._refusals else None
+            drop = self._drops.pop(0) if self._drops and refusal is None else None
             self._sockets.add(handler.connection)
         try:
+            if refusal is not None:
+                body = json.dumps({"status": refusal, "type": "error", "title": "Too Many Requests"}).encode()
+                handler.send_response(refusal)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+                return
             handler.send_response(200)
             handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
             handler.send_header("Cache-Control", "no-cache")
@@ -180,7 +196,7 @@ class StandInEventStream:
             with self._changed:
                 self._sockets.discard(handler.connection)
 
-    def _send_events(self, handler: _Handler, start: int, drop: int | None) -> None:
+    def _send_events(self, handler: _Handler, start: int, drop: tuple[int, bool] | None) -> None:
         sent, index = 0, start
         while not self._stopping.is_set():
             with self._changed:
@@ -188,7 +204,10 @@ class StandInEventStream:
                     self._changed.wait(0.2)
                 ready = self._events[index:]
             for event in ready:
-                if drop is not None and sent >= drop:
+                if drop is not None and sent >= drop[0]:
+                    if drop[1]:
+                        handler.wfile.write(event[: len(event) // 2])
+                        handler.wfile.flush()
                     handler.connection.shutdown(socket.SHUT_RDWR)
                     return
                 handler.wfile.write(event)
