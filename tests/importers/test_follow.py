@@ -27,6 +27,7 @@ from tests.importers.entities import item
 from tests.support.event_stream import TOPIC, StandInEventStream
 from tests.support.waiting import wait_until
 from tests.support.wikidata_server import StandInWikidata
+from tests.support.workers import CeleryWorker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,6 +165,19 @@ def test_a_dropped_connection_resumes_from_the_saved_position_losing_and_redoing
     assert "Last-Event-Id" not in first.headers
     assert json.loads(second.headers["Last-Event-Id"]) == [{"topic": TOPIC, "partition": 0, "offset": 2}]
     assert second.start == 3
+
+
+def test_with_a_broker_the_batch_goes_to_a_worker(
+    wikidata: StandInWikidata, stream: StandInEventStream, live: CeleryWorker
+) -> None:
+    stored(wikidata, 1, 2)
+    stream.edit("Q1", 2001)
+    last = stream.edit("Q2", 2002)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+        wait_until(lambda: revisions() == {"Q1": 2001, "Q2": 2002}, why=live.log_tail)
+    assert "WikidataImporter.import_batch" in live.log_text()  # the worker ran it
+    assert len(wikidata.requests) == 1
 
 
 def test_a_connection_dropped_mid_event_loses_no_change(
