@@ -79,9 +79,19 @@ class Change:
 
 @dataclass(frozen=True)
 class Disconnected:
-    """The stream ended or failed; ``error`` says why, for the log."""
+    """The stream ended or failed; ``error`` says why, for the log; ``retry_after``: the seconds
+    the stream asked to wait before the next connection (a 429's or 503's ``Retry-After``)."""
 
     error: str
+    retry_after: float = 0.0
+
+
+class Refused(ConnectionError):
+    """The stream answered a connection with an error status."""
+
+    def __init__(self, status: int, retry_after: float) -> None:
+        super().__init__(f"the stream answered HTTP {status}")
+        self.retry_after = retry_after
 
 
 def parse_change(data: Mapping[str, Any]) -> Change | None:
@@ -192,7 +202,8 @@ class EventStream:
                 self._put(event)
             self._put(Disconnected("the stream ended"))
         except Exception as error:  # any failure is a reconnection, logged by the follower
-            self._put(Disconnected(f"{type(error).__name__}: {error}"))
+            retry_after = error.retry_after if isinstance(error, Refused) else 0.0
+            self._put(Disconnected(f"{type(error).__name__}: {error}", retry_after))
 
     def _put(self, item: Event | Disconnected) -> None:
         while not self._closed.is_set():
@@ -215,7 +226,7 @@ class EventStream:
         self._response = response
         try:
             if response.status != 200:
-                raise ConnectionError(f"the stream answered HTTP {response.status}")
+                raise Refused(response.status, _seconds(response.headers.get("Retry-After")))
             while not self._closed.is_set() and (chunk := response.read1(65536)):
                 yield chunk
         finally:
@@ -264,7 +275,6 @@ class Follower:
         self.stop = threading.Event()
         self.pending = Pending(position=self.saved_position())
         self.sent = 0
-        self._stream: EventStream | None = None
 
     @staticmethod
     def saved_position() -> str:
@@ -280,11 +290,9 @@ class Follower:
         """Follow until ``halt()``; each connection resumes after the saved position, with backoff."""
         delay = RECONNECT_FIRST
         while not self.stop.is_set():
-            stream = self._stream = EventStream(
-                settings.WIKIDATA_STREAM_URL, self.pending.position, self.since
-            ).start()
+            stream = EventStream(settings.WIKIDATA_STREAM_URL, self.pending.position, self.since).start()
             try:
-                events, reason = self.consume(stream)
+                events, ended = self.consume(stream)
             finally:
                 stream.close()
             # What this connection brought is sent, and the position saved, before the next one.
@@ -292,10 +300,11 @@ class Follower:
             if self.stop.is_set():
                 break
             delay = RECONNECT_FIRST if events else min(delay * 2, RECONNECT_MOST)
-            logger.warning("The stream disconnected (%s); reconnecting in %.1f s.", reason, delay)
-            self.stop.wait(delay)
+            wait = max(delay, min(ended.retry_after, settings.WIKIDATA_RETRY_AFTER_MAX))
+            logger.warning("The stream disconnected (%s); reconnecting in %.1f s.", ended.error, wait)
+            self.stop.wait(wait)
 
-    def consume(self, stream: EventStream) -> tuple[int, str]:
+    def consume(self, stream: EventStream) -> tuple[int, Disconnected]:
         """Batch the events of one connection until it ends or ``stop``; return how many, and why it ended."""
         seconds = settings.WIKIDATA_FOLLOW_BATCH_SECONDS
         events = 0
@@ -305,13 +314,13 @@ class Follower:
             except queue.Empty:
                 item = None
             if isinstance(item, Disconnected):
-                return events, item.error
+                return events, item
             if item is not None:
                 events += 1
                 self.pending.add(item, _change(item), time.monotonic())
             if self.pending.due(time.monotonic(), seconds):
                 self.flush()
-        return events, "stopped"
+        return events, Disconnected("stopped")
 
     def flush(self) -> None:
         """Send the pending changes that need importing, and save the position, in one transaction.
@@ -339,6 +348,14 @@ class Follower:
             if (self.follow_all or wikidata_id in stored)
             and ((known := stored.get(wikidata_id)) is None or known < revision)
         ]
+
+
+def _seconds(retry_after: str | None) -> float:
+    """A ``Retry-After`` header's seconds; 0 for none, or for a date (EventStreams sends seconds)."""
+    try:
+        return max(0.0, float(retry_after or 0))
+    except ValueError:
+        return 0.0
 
 
 def _change(event: Event) -> Change | None:

@@ -19,6 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
 
+from importers import follow
 from importers.documents import Batch
 from importers.follow import Change, Event, Follower, Pending, parse_change, read_events
 from importers.models import FollowPosition, WikidataEntity
@@ -184,7 +185,21 @@ def test_a_connection_dropped_mid_event_loses_no_change(
     wikidata: StandInWikidata, stream: StandInEventStream
 ) -> None:
     stored(wikidata, 1, 2)
-    stream.drop_after(1, mid_event=True)  # half of Q2's event, then the connection closes
+    stream.drop_after(1, "mid_event")  # half of Q2's event, then the connection closes
+    stream.edit("Q1", 2001)
+    last = stream.edit("Q2", 2002)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001, "Q2": 2002}
+    assert [request.start for request in stream.requests] == [0, 1]
+
+
+def test_a_stalled_connection_is_dropped_and_resumed(
+    wikidata: StandInWikidata, stream: StandInEventStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(follow, "READ_TIMEOUT", 0.5)  # 60 s in production
+    stored(wikidata, 1, 2)
+    stream.drop_after(1, "stall")
     stream.edit("Q1", 2001)
     last = stream.edit("Q2", 2002)
     with following():
@@ -202,6 +217,16 @@ def test_a_refused_connection_is_tried_again(wikidata: StandInWikidata, stream: 
         wait_until(lambda: saved_offset() == last)
     assert revisions() == {"Q1": 2001}
     assert [request.start for request in stream.requests] == [0, 0, 0]
+
+
+def test_a_refusal_s_retry_after_is_waited_for(wikidata: StandInWikidata, stream: StandInEventStream) -> None:
+    stored(wikidata, 1)
+    stream.refuse(429, retry_after=2)  # the follower's own backoff would wait 1 s
+    last = stream.edit("Q1", 2001)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    refused, accepted = stream.requests
+    assert accepted.time - refused.time >= 2.0
 
 
 def test_a_restarted_follower_resumes_after_the_saved_position(

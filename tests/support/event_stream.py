@@ -14,9 +14,10 @@ import http.server
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["TOPIC", "StandInEventStream", "StreamRequest"]
 
@@ -29,10 +30,12 @@ PREFIXES = {0: "", 120: "Property:", 146: "Lexeme:"}
 
 @dataclass(frozen=True)
 class StreamRequest:
-    """One connection to the stream: its headers (Title-Case names) and the offset it resumed from."""
+    """One connection to the stream: its headers (Title-Case names), the offset it resumed from,
+    and when it came (monotonic)."""
 
     headers: dict[str, str]
     start: int
+    time: float
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -68,8 +71,8 @@ class StandInEventStream:
         self.url = ""
         self.requests: list[StreamRequest] = []
         self._events: list[bytes] = []
-        self._drops: list[tuple[int, bool]] = []
-        self._refusals: list[int] = []
+        self._drops: list[tuple[int, str]] = []
+        self._refusals: list[tuple[int, int | None]] = []
         self._changed = threading.Condition()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -147,16 +150,17 @@ class StandInEventStream:
             }
         )
 
-    def drop_after(self, events: int, mid_event: bool = False) -> None:
-        """Close the next connection after it sent ``events`` events (and half the next, ``mid_event``)."""
+    def drop_after(self, events: int, how: Literal["close", "mid_event", "stall"] = "close") -> None:
+        """After ``events`` events, the next connection closes (``mid_event``: after half the next
+        one), or ``stall``s: stays open and sends nothing more."""
         with self._changed:
-            self._drops.append((events, mid_event))
+            self._drops.append((events, how))
 
-    def refuse(self, status: int = 429, times: int = 1) -> None:
+    def refuse(self, status: int = 429, times: int = 1, retry_after: int | None = None) -> None:
         """Answer the next ``times`` connections with ``status`` (EventStreams sends 429 past its
         connection limit, 5xx when it is in trouble) and a JSON error body, as it does."""
         with self._changed:
-            self._refusals += [status] * times
+            self._refusals += [(status, retry_after)] * times
 
     @property
     def offset(self) -> int:
@@ -170,14 +174,17 @@ class StandInEventStream:
         headers = {name.title(): value for name, value in handler.headers.items()}
         start = _resume_from(headers.get("Last-Event-Id", ""))
         with self._changed:
-            self.requests.append(StreamRequest(headers, start))
+            self.requests.append(StreamRequest(headers, start, time.monotonic()))
             refusal = self._refusals.pop(0) if self._refusals else None
             drop = self._drops.pop(0) if self._drops and refusal is None else None
             self._sockets.add(handler.connection)
         try:
             if refusal is not None:
-                body = json.dumps({"status": refusal, "type": "error", "title": "Too Many Requests"}).encode()
-                handler.send_response(refusal)
+                status, retry_after = refusal
+                body = json.dumps({"status": status, "type": "error", "title": "Too Many Requests"}).encode()
+                handler.send_response(status)
+                if retry_after is not None:
+                    handler.send_header("Retry-After", str(retry_after))
                 handler.send_header("Content-Type", "application/json")
                 handler.send_header("Content-Length", str(len(body)))
                 handler.end_headers()
@@ -196,7 +203,7 @@ class StandInEventStream:
             with self._changed:
                 self._sockets.discard(handler.connection)
 
-    def _send_events(self, handler: _Handler, start: int, drop: tuple[int, bool] | None) -> None:
+    def _send_events(self, handler: _Handler, start: int, drop: tuple[int, str] | None) -> None:
         sent, index = 0, start
         while not self._stopping.is_set():
             with self._changed:
@@ -205,7 +212,10 @@ class StandInEventStream:
                 ready = self._events[index:]
             for event in ready:
                 if drop is not None and sent >= drop[0]:
-                    if drop[1]:
+                    if drop[1] == "stall":
+                        self._stopping.wait()
+                        return
+                    if drop[1] == "mid_event":
                         handler.wfile.write(event[: len(event) // 2])
                         handler.wfile.flush()
                     handler.connection.shutdown(socket.SHUT_RDWR)
