@@ -22,6 +22,7 @@ from django.db import connection, connections
 from importers import follow
 from importers.documents import Batch
 from importers.follow import Change, Event, Follower, Pending, parse_change, read_events
+from importers.management.commands.follow_wikidata import Command as FollowCommand
 from importers.models import FollowPosition, WikidataEntity
 from importers.storage import Storage
 from tests.importers.entities import item
@@ -70,9 +71,9 @@ def saved_offset() -> int | None:
 
 
 @contextlib.contextmanager
-def following(follow_all: bool = False) -> Iterator[Follower]:
+def following(follow_all: bool = False, since: str | None = None) -> Iterator[Follower]:
     """Run a follower on a thread until the block ends; then stop it, and raise what it raised."""
-    follower = Follower(follow_all=follow_all)
+    follower = Follower(follow_all=follow_all, since=since)
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -245,6 +246,21 @@ def test_a_restarted_follower_resumes_after_the_saved_position(
     assert stream.requests[1].start == first + 1
 
 
+def test_since_is_asked_for_only_without_a_saved_position(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1)
+    last = stream.edit("Q1", 2001)
+    for _ in range(2):
+        with following(since="2026-12-05T02:00:00Z"):
+            wait_until(lambda: saved_offset() == last)
+    first, second = stream.requests
+    assert first.path.endswith("/recentchange?since=2026-12-05T02%3A00%3A00Z")
+    assert "Last-Event-Id" not in first.headers
+    assert second.path.endswith("/recentchange")
+    assert "Last-Event-Id" in second.headers
+
+
 def test_a_full_batch_of_50_ids_goes_in_one_request(
     wikidata: StandInWikidata, stream: StandInEventStream, settings: Any
 ) -> None:
@@ -351,3 +367,4 @@ def test_since_must_be_an_iso_time_with_a_time_zone() -> None:
         with pytest.raises(CommandError, match=message):
             call_command("follow_wikidata", "--since", since, stdout=io.StringIO())
     assert not FollowPosition.objects.exists()
+    assert FollowCommand().parse_since("2026-12-05T03:00:00+01:00") == "2026-12-05T02:00:00Z"

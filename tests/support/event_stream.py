@@ -30,9 +30,10 @@ PREFIXES = {0: "", 120: "Property:", 146: "Lexeme:"}
 
 @dataclass(frozen=True)
 class StreamRequest:
-    """One connection to the stream: its headers (Title-Case names), the offset it resumed from,
-    and when it came (monotonic)."""
+    """One connection to the stream: its path (query included), headers (Title-Case names), the
+    offset it resumed from, and when it came (monotonic)."""
 
+    path: str
     headers: dict[str, str]
     start: int
     time: float
@@ -174,7 +175,7 @@ class StandInEventStream:
         headers = {name.title(): value for name, value in handler.headers.items()}
         start = _resume_from(headers.get("Last-Event-Id", ""))
         with self._changed:
-            self.requests.append(StreamRequest(headers, start, time.monotonic()))
+            self.requests.append(StreamRequest(handler.path, headers, start, time.monotonic()))
             refusal = self._refusals.pop(0) if self._refusals else None
             drop = self._drops.pop(0) if self._drops and refusal is None else None
             self._sockets.add(handler.connection)
