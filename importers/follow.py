@@ -133,39 +133,44 @@ def read_events(chunks: Iterator[bytes]) -> Iterator[Event]:
     Per https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation:
     ``:`` starts a comment, a blank line ends an event, ``data`` lines are joined with newlines.
     Lines end with LF or CRLF (what EventStreams sends; a lone CR is not taken as a line end).
-
-    Raises:
-        ValueError: an event longer than ``MAX_EVENT_BYTES``.
+    An event longer than ``MAX_EVENT_BYTES`` is logged and yielded without its data (so that its
+    id still moves the position on), never held whole: one bad event cannot stop the follower.
     """
     buffer = b""
     event_id: str | None = None
     data: list[str] = []
     kind, size = "", 0
+    oversized = tail = False  # dropping an event's data; dropping the rest of an overlong line
     for chunk in chunks:
         buffer += chunk
-        if len(buffer) > MAX_EVENT_BYTES:
-            raise ValueError(f"an event longer than {MAX_EVENT_BYTES} bytes")
         *lines, buffer = buffer.split(b"\n")
         for raw in lines:
+            if tail:
+                tail = False
+                continue
             line = raw.removesuffix(b"\r").decode("utf-8", errors="replace")
             if not line:
-                if data:
+                if oversized:
+                    logger.warning("An event over %d bytes was skipped (id %s).", MAX_EVENT_BYTES, event_id)
+                if data or oversized:
                     yield Event(event_id, kind or "message", "\n".join(data))
-                kind, data, size = "", [], 0
+                kind, data, size, oversized = "", [], 0, False
                 continue
             size += len(raw)
             if size > MAX_EVENT_BYTES:
-                raise ValueError(f"an event longer than {MAX_EVENT_BYTES} bytes")
+                data, oversized = [], True
             if line.startswith(":"):
                 continue
             name, _, value = line.partition(":")
             value = value.removeprefix(" ")
             if name == "event":
                 kind = value
-            elif name == "data":
+            elif name == "data" and not oversized:
                 data.append(value)
             elif name == "id" and "\0" not in value:
                 event_id = value
+        if len(buffer) > MAX_EVENT_BYTES:
+            buffer, data, oversized, tail = b"", [], True, True
 
 
 class EventStream:

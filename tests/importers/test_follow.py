@@ -362,6 +362,29 @@ def test_events_are_read_whatever_the_chunks() -> None:
     assert list(read_events(body[i : i + 1] for i in range(len(body)))) == expected
 
 
+def test_an_oversized_event_is_skipped_without_its_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(follow, "MAX_EVENT_BYTES", 20)
+    body = (
+        b"id: 1\ndata: " + b"x" * 50 + b"\n\n"  # one overlong line
+        b"id: 2\ndata: 0123456789\ndata: 0123456789\n\n"  # lines of an overlong event
+        b"id: 3\ndata: {}\n\n"
+    )
+    expected = [Event("1", "message", ""), Event("2", "message", ""), Event("3", "message", "{}")]
+    assert list(read_events(body[i : i + 7] for i in range(0, len(body), 7))) == expected
+
+
+def test_an_oversized_event_on_the_stream_moves_the_position_on(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1)
+    stream.add({"wiki": "wikidatawiki", "padding": "x" * (2 << 20)})
+    last = stream.edit("Q1", 2001)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001}
+    assert len(stream.requests) == 1
+
+
 def test_since_must_be_an_iso_time_with_a_time_zone() -> None:
     for since, message in (("yesterday", "is not an ISO time"), ("2026-12-05T02:00:00", "has no time zone")):
         with pytest.raises(CommandError, match=message):
