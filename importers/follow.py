@@ -54,6 +54,8 @@ CONNECT_TIMEOUT = 10.0
 # Reconnecting waits this long, doubling after each connection that brought no event, up to the most.
 RECONNECT_FIRST = 0.5
 RECONNECT_MOST = 60.0
+# The primary key of the one row of FollowPosition.
+POSITION_ROW = 1
 # The longest event accepted; recentchange events are a few KB.
 MAX_EVENT_BYTES = 1 << 20
 # Events read ahead of the batching: the reader waits beyond this, so memory stays bounded.
@@ -284,7 +286,7 @@ class Follower:
     @staticmethod
     def saved_position() -> str:
         """The position saved by the last batch sent; empty: none yet."""
-        row = FollowPosition.objects.order_by("pk").first()
+        row = FollowPosition.objects.filter(pk=POSITION_ROW).first()
         return row.last_event_id if row is not None else ""
 
     def halt(self) -> None:
@@ -339,9 +341,9 @@ class Follower:
             wanted = self.wanted(pending.changes)
             if wanted:
                 self.sent += WikidataImporter().import_bulk(wanted, batch_size=MAX_BATCH)
-            row = FollowPosition.objects.select_for_update().order_by("pk").first() or FollowPosition()
-            row.last_event_id = pending.position
-            row.save()
+            FollowPosition.objects.update_or_create(
+                pk=POSITION_ROW, defaults={"last_event_id": pending.position}
+            )
         self.pending = Pending(position=pending.position)
 
     def wanted(self, changes: Mapping[str, int]) -> list[str]:
