@@ -19,6 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
 
+from core.exceptions import EnqueueFailed
 from importers import follow
 from importers.documents import Batch
 from importers.follow import Change, Event, Follower, Pending, parse_change, read_events
@@ -360,6 +361,23 @@ def test_events_are_read_whatever_the_chunks() -> None:
     expected = [Event('[{"offset":1}]', "message", '{"a":\n1}'), Event('[{"offset":1}]', "message", "{}")]
     assert list(read_events(iter([body]))) == expected
     assert list(read_events(body[i : i + 1] for i in range(len(body)))) == expected
+
+
+def test_a_broker_that_cannot_be_reached_stops_the_command_with_the_position_kept(
+    wikidata: StandInWikidata, stream: StandInEventStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored(wikidata, 1)
+    stream.edit("Q1", 2001)
+
+    class Unreachable:
+        def import_bulk(self, ids: list[str], batch_size: int) -> int:
+            raise EnqueueFailed(0, ConnectionRefusedError("refused"), "redis://broker:6379/0")
+
+    monkeypatch.setattr(follow, "WikidataImporter", Unreachable)
+    with pytest.raises(CommandError, match="position was kept: start follow_wikidata again"):
+        call_command("follow_wikidata", stdout=io.StringIO())
+    assert saved_offset() is None
+    assert revisions() == {"Q1": 1001}
 
 
 def test_an_oversized_event_is_skipped_without_its_data(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.exceptions import EnqueueFailed
 from importers.follow import Follower
 
 
@@ -36,8 +39,8 @@ class Command(BaseCommand):
         self.verbosity = options["verbosity"]
         since = self.parse_since(options["since"])
         follower = Follower(follow_all=options["all"], since=since)
-        self.stop_on_signals(follower)
-        self.follow(follower)
+        with self.stop_on_signals(follower):
+            self.follow(follower)
 
     def parse_since(self, since: str | None) -> str | None:
         """Return ``--since`` as the stream takes it (UTC, ISO 8601), or None."""
@@ -55,16 +58,23 @@ class Command(BaseCommand):
             )
         return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    def stop_on_signals(self, follower: Follower) -> None:
-        """SIGTERM (Heroku's stop) and SIGINT end the follower with its position saved."""
+    @contextlib.contextmanager
+    def stop_on_signals(self, follower: Follower) -> Iterator[None]:
+        """Within the block, SIGTERM (Heroku's stop) and SIGINT end the follower with its position
+        saved; the handlers before are restored after it."""
         if threading.current_thread() is not threading.main_thread():
-            return  # signals reach the main thread only; a caller on another thread calls halt()
+            yield  # signals reach the main thread only; a caller on another thread calls halt()
+            return
 
         def halt(signum: int, frame: FrameType | None) -> None:
             follower.halt()
 
-        signal.signal(signal.SIGTERM, halt)
-        signal.signal(signal.SIGINT, halt)
+        before = {number: signal.signal(number, halt) for number in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for number, handler in before.items():
+                signal.signal(number, handler)
 
     def follow(self, follower: Follower) -> None:
         """Run the follower until a signal stops it; say where it started and where it stopped."""
@@ -72,7 +82,13 @@ class Command(BaseCommand):
             where = follower.pending.position or (f"since {follower.since}" if follower.since else "now")
             scope = "every entity" if follower.follow_all else "the stored entities"
             self.stdout.write(f"Following {settings.WIKIDATA_STREAM_URL} for {scope}, from {where}.")
-        follower.run()
+        try:
+            follower.run()
+        except EnqueueFailed as error:
+            raise CommandError(
+                f"Could not send a batch of changes: {error}. The stream position was kept: start "
+                "follow_wikidata again once the broker is back, and it resumes there."
+            ) from error
         if self.verbosity >= 1:
             self.stdout.write(
                 self.style.SUCCESS(
