@@ -180,7 +180,7 @@ def test_with_a_broker_the_batch_goes_to_a_worker(
         wait_until(lambda: saved_offset() == last)
         wait_until(lambda: revisions() == {"Q1": 2001, "Q2": 2002}, why=live.log_tail)
     assert "WikidataImporter.import_batch" in live.log_text()  # the worker ran it
-    assert len(wikidata.requests) == 1
+    assert [wikidata.count("Q1"), wikidata.count("Q2")] == [1, 1]
 
 
 def test_a_connection_dropped_mid_event_loses_no_change(
@@ -199,7 +199,7 @@ def test_a_connection_dropped_mid_event_loses_no_change(
 def test_a_stalled_connection_is_dropped_and_resumed(
     wikidata: StandInWikidata, stream: StandInEventStream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(follow, "READ_TIMEOUT", 0.5)  # 60 s in production
+    monkeypatch.setattr(follow, "READ_TIMEOUT", 1.0)  # 60 s in production
     stored(wikidata, 1, 2)
     stream.drop_after(1, "stall")
     stream.edit("Q1", 2001)
@@ -207,7 +207,8 @@ def test_a_stalled_connection_is_dropped_and_resumed(
     with following():
         wait_until(lambda: saved_offset() == last)
     assert revisions() == {"Q1": 2001, "Q2": 2002}
-    assert [request.start for request in stream.requests] == [0, 1]
+    assert [wikidata.count("Q1"), wikidata.count("Q2")] == [1, 1]
+    assert stream.requests[-1].start == 1
 
 
 def test_a_refused_connection_is_tried_again(wikidata: StandInWikidata, stream: StandInEventStream) -> None:
@@ -307,7 +308,7 @@ def test_sigterm_stops_the_command_with_its_position_saved(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        wait_until(lambda: saved_offset() == last or process.poll() is not None)
+        wait_until(lambda: saved_offset() == last or process.poll() is not None, timeout=120)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
     finally:
