@@ -238,3 +238,19 @@ class DumpChunk(models.Model):
 
     def __str__(self) -> str:
         return f"Chunk {self.number} of dump import {self.dump_id}: {self.status}"
+
+
+class FollowPosition(models.Model):
+    """Where ``follow_wikidata`` stands in the recentchange stream: one row, updated in place.
+
+    Written in the same transaction as the batch of changes it covers is sent, so a restart
+    resumes after the last change sent, and loses none.
+    """
+
+    last_event_id = models.TextField(
+        blank=True, help_text="The stream's last event id (a JSON array of topic offsets), as sent."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Stream position {self.last_event_id or '(none)'}"

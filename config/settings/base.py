@@ -323,3 +323,13 @@ WIKIDATA_DUMP_MAX_SPOOLED_CHUNKS = env.int("WIKIDATA_DUMP_MAX_SPOOLED_CHUNKS", d
 # The longest line read; a longer one is recorded as a bad line, read in pieces and dropped,
 # never held whole. Wikidata's largest entities serialize to a few MB.
 WIKIDATA_DUMP_MAX_LINE_BYTES = env.int("WIKIDATA_DUMP_MAX_LINE_BYTES", default=16 * 1024 * 1024)
+
+# Wikidata follower (follow_wikidata)
+# ------------------------------------------------------------------------------
+# Wikimedia EventStreams' recentchange stream (server-sent events, every wiki; 7 days kept).
+WIKIDATA_STREAM_URL = env(
+    "WIKIDATA_STREAM_URL", default="https://stream.wikimedia.org/v2/stream/recentchange"
+)
+# A batch of changed ids goes when it holds 50 ids or its oldest change is this many seconds old:
+# the stream sends no heartbeats, so a quiet stream still sends what it has within this time.
+WIKIDATA_FOLLOW_BATCH_SECONDS = env.float("WIKIDATA_FOLLOW_BATCH_SECONDS", default=2.0)

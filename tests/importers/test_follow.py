@@ -1,0 +1,412 @@
+"""``follow_wikidata``: recent changes, read from a stand-in EventStreams, refresh the stored entities."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection, connections
+
+from core.exceptions import EnqueueFailed
+from importers import follow
+from importers.documents import Batch
+from importers.follow import Change, Event, Follower, Pending, parse_change, read_events
+from importers.management.commands.follow_wikidata import Command as FollowCommand
+from importers.models import FollowPosition, WikidataEntity
+from importers.storage import Storage
+from tests.importers.entities import item
+from tests.support.event_stream import TOPIC, StandInEventStream
+from tests.support.waiting import wait_until
+from tests.support.wikidata_server import StandInWikidata
+from tests.support.workers import CeleryWorker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The follower runs on a thread of its own, with a database connection of its own: it must see
+# what the test stored, and the test what it stored.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def stream(settings: Any) -> Iterator[StandInEventStream]:
+    """A stand-in stream, ``WIKIDATA_STREAM_URL`` pointing at it, batches going after 0.2 s."""
+    with StandInEventStream() as server:
+        settings.WIKIDATA_STREAM_URL = server.url
+        settings.WIKIDATA_FOLLOW_BATCH_SECONDS = 0.2
+        yield server
+
+
+def stored(wikidata: StandInWikidata, *numbers: int) -> None:
+    """Items Q<n> stored at revision 1000 + n, and served at revision 2000 + n (changed since)."""
+    documents: dict[str, Mapping[str, Any]] = {
+        f"Q{n}": item(f"Q{n}", f"Item {n}", lastrevid=1000 + n) for n in numbers
+    }
+    Storage().store_batch(Batch(documents, [], [], 1))
+    for n in numbers:
+        wikidata.add_entity(item(f"Q{n}", f"Item {n} changed", lastrevid=2000 + n))
+    wikidata.clear_log()
+
+
+def revisions() -> dict[str, int | None]:
+    return dict(WikidataEntity.objects.values_list("pk", "lastrevid"))
+
+
+def saved_offset() -> int | None:
+    """The offset of the stream position saved in the database; None: none saved."""
+    row = FollowPosition.objects.first()
+    if row is None or not row.last_event_id:
+        return None
+    return int(json.loads(row.last_event_id)[0]["offset"])
+
+
+@contextlib.contextmanager
+def following(follow_all: bool = False, since: str | None = None) -> Iterator[Follower]:
+    """Run a follower on a thread until the block ends; then stop it, and raise what it raised."""
+    follower = Follower(follow_all=follow_all, since=since)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            follower.run()
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield follower
+    finally:
+        follower.halt()
+        thread.join(timeout=30)
+    assert not thread.is_alive(), "the follower did not stop"
+    if errors:
+        raise errors[0]
+
+
+def test_only_stored_entities_are_refreshed(wikidata: StandInWikidata, stream: StandInEventStream) -> None:
+    stored(wikidata, 1, 2)
+    wikidata.add_entity(item("Q3", "Not stored", lastrevid=2003))
+    stream.edit("Q1", 2001)
+    last = stream.edit("Q3", 2003)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001, "Q2": 1002}
+    assert [request.entity_ids for request in wikidata.requests] == [("Q1",)]
+
+
+def test_with_all_every_changed_entity_is_imported(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1)
+    wikidata.add_entity(item("Q3", "Not stored", lastrevid=2003))
+    stream.edit("Q1", 2001)
+    last = stream.edit("Q3", 2003, kind="new")
+    with following(follow_all=True):
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001, "Q3": 2003}
+
+
+def test_other_wikis_canaries_and_other_namespaces_are_ignored(
+    wikidata: StandInWikidata, stream: StandInEventStream, settings: Any
+) -> None:
+    stored(wikidata, 1, 2)
+    stream.edit("Q2", 2002, wiki="enwiki")
+    stream.canary("Q2", 2002)
+    talk = {"meta": {"domain": "www.wikidata.org"}, "wiki": "wikidatawiki", "type": "edit"}
+    stream.add({**talk, "namespace": 1, "title": "Talk:Q2", "revision": {"new": 2002}})
+    stream.log("Q2", "delete")
+    last = stream.edit("Q1", 2001)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001, "Q2": 1002}
+    assert wikidata.count("Q2") == 0
+    assert stream.requests[0].headers["User-Agent"] == settings.WIKIDATA_USER_AGENT
+
+
+def test_duplicates_and_events_out_of_order_keep_the_highest_revision(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1)
+    for revision in (2001, 1500, 2001, 1800):
+        stream.edit("Q1", revision)
+    with following():
+        wait_until(lambda: revisions()["Q1"] == 2001)
+        # An older revision, later: the stored one is newer, nothing is fetched.
+        last = stream.edit("Q1", 1900)
+        wait_until(lambda: saved_offset() == last)
+    assert wikidata.count("Q1") == 1
+    assert revisions() == {"Q1": 2001}
+
+
+def test_a_dropped_connection_resumes_from_the_saved_position_losing_and_redoing_nothing(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    numbers = range(1, 7)
+    stored(wikidata, *numbers)
+    stream.drop_after(3)
+    for n in numbers:
+        last = stream.edit(f"Q{n}", 2000 + n)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {f"Q{n}": 2000 + n for n in numbers}
+    assert [wikidata.count(f"Q{n}") for n in numbers] == [1] * 6
+    first, second = stream.requests
+    assert "Last-Event-Id" not in first.headers
+    assert json.loads(second.headers["Last-Event-Id"]) == [{"topic": TOPIC, "partition": 0, "offset": 2}]
+    assert second.start == 3
+
+
+def test_with_a_broker_the_batch_goes_to_a_worker(
+    wikidata: StandInWikidata, stream: StandInEventStream, live: CeleryWorker
+) -> None:
+    stored(wikidata, 1, 2)
+    stream.edit("Q1", 2001)
+    last = stream.edit("Q2", 2002)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+        wait_until(lambda: revisions() == {"Q1": 2001, "Q2": 2002}, why=live.log_tail)
+    assert "WikidataImporter.import_batch" in live.log_text()  # the worker ran it
+    assert [wikidata.count("Q1"), wikidata.count("Q2")] == [1, 1]
+
+
+def test_a_connection_dropped_mid_event_loses_no_change(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1, 2)
+    stream.drop_after(1, "mid_event")  # half of Q2's event, then the connection closes
+    stream.edit("Q1", 2001)
+    last = stream.edit("Q2", 2002)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001, "Q2": 2002}
+    assert [request.start for request in stream.requests] == [0, 1]
+
+
+def test_a_stalled_connection_is_dropped_and_resumed(
+    wikidata: StandInWikidata, stream: StandInEventStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(follow, "READ_TIMEOUT", 1.0)  # 60 s in production
+    stored(wikidata, 1, 2)
+    stream.drop_after(1, "stall")
+    stream.edit("Q1", 2001)
+    last = stream.edit("Q2", 2002)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001, "Q2": 2002}
+    assert [wikidata.count("Q1"), wikidata.count("Q2")] == [1, 1]
+    assert stream.requests[-1].start == 1
+
+
+def test_a_refused_connection_is_tried_again(wikidata: StandInWikidata, stream: StandInEventStream) -> None:
+    stored(wikidata, 1)
+    stream.refuse(429)
+    stream.refuse(503)
+    last = stream.edit("Q1", 2001)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001}
+    assert [request.start for request in stream.requests] == [0, 0, 0]
+
+
+def test_a_refusal_s_retry_after_is_waited_for(wikidata: StandInWikidata, stream: StandInEventStream) -> None:
+    stored(wikidata, 1)
+    stream.refuse(429, retry_after=2)  # the follower's own backoff would wait 1 s
+    last = stream.edit("Q1", 2001)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    refused, accepted = stream.requests
+    assert accepted.time - refused.time >= 2.0
+
+
+def test_a_restarted_follower_resumes_after_the_saved_position(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1, 2)
+    first = stream.edit("Q1", 2001)
+    with following():
+        wait_until(lambda: saved_offset() == first)
+    # Changed while no follower ran: not lost.
+    last = stream.edit("Q2", 2002)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001, "Q2": 2002}
+    assert [wikidata.count("Q1"), wikidata.count("Q2")] == [1, 1]
+    assert stream.requests[1].start == first + 1
+
+
+def test_since_is_asked_for_only_without_a_saved_position(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1)
+    last = stream.edit("Q1", 2001)
+    for _ in range(2):
+        with following(since="2026-12-05T02:00:00Z"):
+            wait_until(lambda: saved_offset() == last)
+    first, second = stream.requests
+    assert first.path.endswith("/recentchange?since=2026-12-05T02%3A00%3A00Z")
+    assert "Last-Event-Id" not in first.headers
+    assert second.path.endswith("/recentchange")
+    assert "Last-Event-Id" in second.headers
+
+
+def test_a_full_batch_of_50_ids_goes_in_one_request(
+    wikidata: StandInWikidata, stream: StandInEventStream, settings: Any
+) -> None:
+    settings.WIKIDATA_FOLLOW_BATCH_SECONDS = 3600.0  # only a full batch goes
+    numbers = range(1, 51)
+    stored(wikidata, *numbers)
+    for n in numbers:
+        last = stream.edit(f"Q{n}", 2000 + n)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert len(wikidata.requests) == 1
+    assert revisions() == {f"Q{n}": 2000 + n for n in numbers}
+
+
+def test_stopping_sends_the_pending_changes_and_saves_the_position(
+    wikidata: StandInWikidata, stream: StandInEventStream, settings: Any
+) -> None:
+    settings.WIKIDATA_FOLLOW_BATCH_SECONDS = 3600.0  # nothing goes but by stopping
+    stored(wikidata, 1)
+    last = stream.edit("Q1", 2001)
+    with following() as follower:
+        wait_until(lambda: "Q1" in follower.pending.changes)
+        assert saved_offset() is None
+    assert saved_offset() == last
+    assert revisions() == {"Q1": 2001}
+
+
+def test_sigterm_stops_the_command_with_its_position_saved(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1)
+    last = stream.edit("Q1", 2001)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
+        "WIKIDATA_BASE_URL": wikidata.base_url,
+        "WIKIDATA_STREAM_URL": stream.url,
+        "WIKIDATA_FOLLOW_BATCH_SECONDS": "0.2",
+    }
+    command = [sys.executable, "manage.py", "follow_wikidata"]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_until(lambda: saved_offset() == last or process.poll() is not None, timeout=120)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert out.splitlines()[-1].startswith("Stopped: 1 ids sent; position [")
+    assert saved_offset() == last
+    assert revisions() == {"Q1": 2001}
+
+
+def test_pending_changes_keep_each_ids_highest_revision_and_the_last_position() -> None:
+    pending = Pending()
+    for position, (wikidata_id, revision) in enumerate(
+        [("Q1", 7), ("Q2", 3), ("Q1", 5), ("Q1", 9), ("Q1", 8)]
+    ):
+        pending.add(Event(str(position), "message", ""), Change(wikidata_id, revision), now=1.0)
+    pending.add(Event(None, "message", ""), None, now=1.5)  # an event without an id keeps the position
+    assert pending.changes == {"Q1": 9, "Q2": 3}
+    assert pending.position == "4"
+    assert not pending.due(now=2.9, seconds=2.0)
+    assert pending.due(now=3.0, seconds=2.0)  # the oldest unsent event is 2 s old
+
+
+@pytest.mark.parametrize(
+    ("event", "change"),
+    [
+        ({"wiki": "wikidatawiki", "namespace": 0, "title": "Q42"}, Change("Q42", 7)),
+        ({"wiki": "wikidatawiki", "namespace": 120, "title": "Property:P31"}, Change("P31", 7)),
+        ({"wiki": "wikidatawiki", "namespace": 146, "title": "Lexeme:L7"}, Change("L7", 7)),
+        ({"wiki": "wikidatawiki", "namespace": 0, "title": "Q42", "type": "new"}, Change("Q42", 7)),
+        ({"wiki": "enwiki", "namespace": 0, "title": "Q42"}, None),
+        ({"wiki": "wikidatawiki", "namespace": 0, "title": "Q42", "meta": {"domain": "canary"}}, None),
+        ({"wiki": "wikidatawiki", "namespace": 0, "title": "Q42", "type": "log"}, None),
+        ({"wiki": "wikidatawiki", "namespace": 0, "title": "Property:P31"}, None),
+        ({"wiki": "wikidatawiki", "namespace": 120, "title": "P31"}, None),
+        ({"wiki": "wikidatawiki", "namespace": 1, "title": "Talk:Q42"}, None),
+        ({"wiki": "wikidatawiki", "namespace": 0, "title": "Wikidata:Main Page"}, None),
+        ({"wiki": "wikidatawiki", "namespace": 0, "title": "Q42", "revision": {"new": "7"}}, None),
+    ],
+)
+def test_only_wikidata_entity_edits_are_changes(event: dict[str, Any], change: Change | None) -> None:
+    base = {"meta": {"domain": "www.wikidata.org"}, "type": "edit", "revision": {"old": 6, "new": 7}}
+    assert parse_change(base | event) == change
+
+
+def test_events_are_read_whatever_the_chunks() -> None:
+    body = (
+        b':ok\n\nevent: message\nid: [{"offset":1}]\ndata: {"a":\ndata: 1}\n\n'
+        b": a comment\r\nevent: message\r\ndata: {}\r\n\r\n"
+    )
+    expected = [Event('[{"offset":1}]', "message", '{"a":\n1}'), Event('[{"offset":1}]', "message", "{}")]
+    assert list(read_events(iter([body]))) == expected
+    assert list(read_events(body[i : i + 1] for i in range(len(body)))) == expected
+
+
+def test_a_broker_that_cannot_be_reached_stops_the_command_with_the_position_kept(
+    wikidata: StandInWikidata, stream: StandInEventStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored(wikidata, 1)
+    stream.edit("Q1", 2001)
+
+    class Unreachable:
+        def import_bulk(self, ids: list[str], batch_size: int) -> int:
+            raise EnqueueFailed(0, ConnectionRefusedError("refused"), "redis://broker:6379/0")
+
+    monkeypatch.setattr(follow, "WikidataImporter", Unreachable)
+    with pytest.raises(CommandError, match="position was kept: start follow_wikidata again"):
+        call_command("follow_wikidata", stdout=io.StringIO())
+    assert saved_offset() is None
+    assert revisions() == {"Q1": 1001}
+
+
+def test_an_oversized_event_is_skipped_without_its_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(follow, "MAX_EVENT_BYTES", 20)
+    body = (
+        b"id: 1\ndata: " + b"x" * 50 + b"\n\n"  # one overlong line
+        b"id: 2\ndata: 0123456789\ndata: 0123456789\n\n"  # lines of an overlong event
+        b"id: 3\ndata: {}\n\n"
+    )
+    expected = [Event("1", "message", ""), Event("2", "message", ""), Event("3", "message", "{}")]
+    assert list(read_events(body[i : i + 7] for i in range(0, len(body), 7))) == expected
+
+
+def test_an_oversized_event_on_the_stream_moves_the_position_on(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1)
+    stream.add({"wiki": "wikidatawiki", "padding": "x" * (2 << 20)})
+    last = stream.edit("Q1", 2001)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001}
+    assert len(stream.requests) == 1
+
+
+def test_since_must_be_an_iso_time_with_a_time_zone() -> None:
+    for since, message in (("yesterday", "is not an ISO time"), ("2026-12-05T02:00:00", "has no time zone")):
+        with pytest.raises(CommandError, match=message):
+            call_command("follow_wikidata", "--since", since, stdout=io.StringIO())
+    assert not FollowPosition.objects.exists()
+    assert FollowCommand().parse_since("2026-12-05T03:00:00+01:00") == "2026-12-05T02:00:00Z"

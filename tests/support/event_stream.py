@@ -1,0 +1,237 @@
+"""A stand-in Wikimedia EventStreams ``recentchange`` stream (server-sent events) on loopback HTTP.
+
+The framing is stream.wikimedia.org's (https://wikitech.wikimedia.org/wiki/Event_Platform/EventStreams_HTTP_Service):
+a ``:ok`` comment line first, then per event ``event: message``, ``id: [{"topic": ..., "partition":
+0, "offset": N}]``, ``data: {json}`` and a blank line. A ``Last-Event-ID`` request header (that JSON
+array, given back) resumes after its offset. Events follow the recentchange schema
+(https://schema.wikimedia.org/#!/primary/jsonschema/mediawiki/recentchange).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+__all__ = ["TOPIC", "StandInEventStream", "StreamRequest"]
+
+TOPIC = "eqiad.mediawiki.recentchange"
+PATH = "/v2/stream/recentchange"
+# Namespaces of Wikidata's entity pages: items (main), Property:, Lexeme:.
+NAMESPACES = {"Q": 0, "P": 120, "L": 146}
+PREFIXES = {0: "", 120: "Property:", 146: "Lexeme:"}
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """One connection to the stream: its path (query included), headers (Title-Case names), the
+    offset it resumed from, and when it came (monotonic)."""
+
+    path: str
+    headers: dict[str, str]
+    start: int
+    time: float
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, stream: StandInEventStream) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.stream = stream
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client hanging up mid-stream is what clients do
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.0"  # the body ends when the connection closes
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.stream._serve(self)
+
+
+class StandInEventStream:
+    """Serves the events a test adds on ``url``, waiting for more once a client has them all.
+
+    Thread-safe: tests add events while clients read. ``drop_after(n)`` makes the next connection
+    close after ``n`` events, as a dropped connection would.
+    """
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.requests: list[StreamRequest] = []
+        self._events: list[bytes] = []
+        self._drops: list[tuple[int, str]] = []
+        self._refusals: list[tuple[int, int | None]] = []
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sockets: set[socket.socket] = set()
+
+    def __enter__(self) -> StandInEventStream:
+        self._server = _Server(self)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{PATH}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stopping.set()
+        with self._changed:
+            self._changed.notify_all()
+            for connection in list(self._sockets):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+
+    # Content
+
+    def add(self, event: dict[str, Any]) -> int:
+        """Append a recentchange event to the stream; return its offset."""
+        with self._changed:
+            offset = len(self._events)
+            position = json.dumps([{"topic": TOPIC, "partition": 0, "offset": offset}])
+            self._events.append(f"event: message\nid: {position}\ndata: {json.dumps(event)}\n\n".encode())
+            self._changed.notify_all()
+            return offset
+
+    def edit(
+        self, entity_id: str, revision: int, wiki: str = "wikidatawiki", kind: str = "edit", domain: str = ""
+    ) -> int:
+        """Append an edit (``kind="new"``: a creation) of ``entity_id`` on ``wiki``; return its offset."""
+        namespace = NAMESPACES[entity_id[0]]
+        domain = domain or ("www.wikidata.org" if wiki == "wikidatawiki" else f"{wiki}.example.org")
+        return self.add(
+            {
+                "$schema": "/mediawiki/recentchange/1.0.0",
+                "meta": {"domain": domain, "dt": "2026-12-05T02:00:00Z", "stream": "mediawiki.recentchange"},
+                "type": kind,
+                "namespace": namespace,
+                "title": PREFIXES[namespace] + entity_id,
+                "wiki": wiki,
+                "revision": {"old": revision - 1, "new": revision},
+                "bot": False,
+            }
+        )
+
+    def canary(self, entity_id: str, revision: int) -> int:
+        """Append a canary event (Wikimedia's monitoring, ``meta.domain == "canary"``) for Wikidata."""
+        return self.edit(entity_id, revision, domain="canary")
+
+    def log(self, entity_id: str, log_type: str) -> int:
+        """Append a log event (``delete``, ``restore``, ...) of ``entity_id``; it carries no revision."""
+        namespace = NAMESPACES[entity_id[0]]
+        return self.add(
+            {
+                "meta": {"domain": "www.wikidata.org", "dt": "2026-12-05T02:00:00Z"},
+                "type": "log",
+                "log_type": log_type,
+                "namespace": namespace,
+                "title": PREFIXES[namespace] + entity_id,
+                "wiki": "wikidatawiki",
+            }
+        )
+
+    def drop_after(self, events: int, how: Literal["close", "mid_event", "stall"] = "close") -> None:
+        """After ``events`` events, the next connection closes (``mid_event``: after half the next
+        one), or ``stall``s: stays open and sends nothing more."""
+        with self._changed:
+            self._drops.append((events, how))
+
+    def refuse(self, status: int = 429, times: int = 1, retry_after: int | None = None) -> None:
+        """Answer the next ``times`` connections with ``status`` (EventStreams sends 429 past its
+        connection limit, 5xx when it is in trouble) and a JSON error body, as it does."""
+        with self._changed:
+            self._refusals += [(status, retry_after)] * times
+
+    @property
+    def offset(self) -> int:
+        """The offset the next event will have."""
+        with self._changed:
+            return len(self._events)
+
+    # Serving (runs in handler threads)
+
+    def _serve(self, handler: _Handler) -> None:
+        headers = {name.title(): value for name, value in handler.headers.items()}
+        start = _resume_from(headers.get("Last-Event-Id", ""))
+        with self._changed:
+            self.requests.append(StreamRequest(handler.path, headers, start, time.monotonic()))
+            refusal = self._refusals.pop(0) if self._refusals else None
+            drop = self._drops.pop(0) if self._drops and refusal is None else None
+            self._sockets.add(handler.connection)
+        try:
+            if refusal is not None:
+                status, retry_after = refusal
+                body = json.dumps({"status": status, "type": "error", "title": "Too Many Requests"}).encode()
+                handler.send_response(status)
+                if retry_after is not None:
+                    handler.send_header("Retry-After", str(retry_after))
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+                return
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            handler.send_header("Cache-Control", "no-cache")
+            handler.end_headers()
+            handler.wfile.write(b":ok\n\n")
+            handler.wfile.flush()
+            self._send_events(handler, start, drop)
+        except OSError:
+            pass  # the client went away
+        finally:
+            with self._changed:
+                self._sockets.discard(handler.connection)
+
+    def _send_events(self, handler: _Handler, start: int, drop: tuple[int, str] | None) -> None:
+        sent, index = 0, start
+        while not self._stopping.is_set():
+            with self._changed:
+                if index >= len(self._events):
+                    self._changed.wait(0.2)
+                ready = self._events[index:]
+            for event in ready:
+                if drop is not None and sent >= drop[0]:
+                    if drop[1] == "stall":
+                        self._stopping.wait()
+                        return
+                    if drop[1] == "mid_event":
+                        handler.wfile.write(event[: len(event) // 2])
+                        handler.wfile.flush()
+                    handler.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                handler.wfile.write(event)
+                handler.wfile.flush()
+                sent += 1
+                index += 1
+
+
+def _resume_from(last_event_id: str) -> int:
+    """The offset after the one ``Last-Event-ID`` names for this topic; 0 without one."""
+    if not last_event_id:
+        return 0
+    for assignment in json.loads(last_event_id):
+        if assignment.get("topic") == TOPIC and "offset" in assignment:
+            return int(assignment["offset"]) + 1
+    return 0
