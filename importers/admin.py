@@ -25,6 +25,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 from kombu.exceptions import OperationalError
 
+from core.admin import ReadOnlyAdmin
 from core.sender import runs_in_process
 
 from .dump import admin as dump_admin  # noqa: F401  (the dump imports' pages)
@@ -147,7 +148,7 @@ class EntityAutocompleteAdmin(admin.ModelAdmin):
 
 
 @admin.register(WikidataEntity)
-class WikidataEntityAdmin(admin.ModelAdmin):
+class WikidataEntityAdmin(ReadOnlyAdmin):
     """Entities as imported, read-only: an import writes them, so an edit here would be a lie.
 
     The actions send imports through ``as_task``; deleting stays possible for those allowed to.
@@ -188,12 +189,6 @@ class WikidataEntityAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> models.QuerySet[WikidataEntity]:
         # Lists, searches and actions never need the document; the entity page reads it when shown.
         return super().get_queryset(request).defer("data")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: WikidataEntity | None = None) -> bool:
-        return False
 
     def has_import_permission(self, request: HttpRequest) -> bool:
         """Whether the user may send imports: they rewrite entities, so it takes the change permission."""
@@ -305,7 +300,7 @@ class WikidataRedirectAdmin(EntityAutocompleteAdmin):
 
 
 @admin.register(ImportRun)
-class ImportRunAdmin(admin.ModelAdmin):
+class ImportRunAdmin(ReadOnlyAdmin):
     """Runs, read-only: a command or an action records them, and ``--wait`` relies on ``requested``."""
 
     list_display = ("id", "created_at", "requested", "finished", "outcomes")
@@ -327,12 +322,6 @@ class ImportRunAdmin(admin.ModelAdmin):
         return queryset.annotate(
             finished=Coalesce(models.Subquery(finished), 0, output_field=models.IntegerField())
         )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: ImportRun | None = None) -> bool:
-        return False
 
     @admin.display(description="with an outcome", ordering="finished")
     def finished(self, run: ImportRun) -> int:
@@ -391,8 +380,9 @@ class RunOutcomeStatusFilter(admin.SimpleListFilter):
         return queryset.filter(status="" if value == NO_OUTCOME else value)
 
 
-class OutcomeAdmin(EntityAutocompleteAdmin):
-    """What the two outcome lists share: their run and entity in the same query, never a document."""
+class OutcomeAdmin(ReadOnlyAdmin, EntityAutocompleteAdmin):
+    """What the two outcome lists share: records, read-only; their run and entity in the same query,
+    never a document."""
 
     list_select_related = ("run", "entity")
     search_fields = ("wikidata_id",)

@@ -13,18 +13,12 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
+from core.admin import ReadOnlyAdmin
+
 from ..models import ChunkStatus, DumpChunk, DumpImport
 
 # The bad lines a chunk's page shows; the chunk keeps at most 100.
 SHOWN_BAD_LINES = 100
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
-        return False
 
 
 def chunks_url(dump_id: int, **filters: str) -> str:

@@ -234,7 +234,6 @@ EDIT_PAGES: dict[str, tuple[str | None, int, int]] = {
     "wikidataredirect_add": (None, 4, 0),
     "runoutcome_change": ("1", 8, 0),
     "importoutcome_change": ("Q5", 8, 0),
-    "importoutcome_add": (None, 4, 0),
     "wikidataentity_change": ("Q5", 7, 1),
 }
 
@@ -261,18 +260,6 @@ def test_an_edit_page_of_1000_entities_lists_none_and_reads_no_document_but_the_
     assert response.text.count("<option") < 20  # the statuses, and the selected entity at most
     if key and documents_read == 0:
         assert "Q5 entity 5" in response.text  # the selected entity, by id and label
-
-
-def test_an_outcome_saved_from_its_page_keeps_the_entity_chosen(admin_client: Client) -> None:
-    add_entities(range(1, 3))
-    outcome = ImportOutcome.objects.create(wikidata_id="Q1", entity_id="Q1", status=Status.IMPORTED)
-    url = reverse("admin:importers_importoutcome_change", args=["Q1"])
-    response = admin_client.post(
-        url, {"wikidata_id": "Q1", "status": "unchanged", "entity": "Q2", "attempts": "1", "run": ""}
-    )
-    assert response.status_code == 302, response.text
-    outcome.refresh_from_db()
-    assert (outcome.status, outcome.entity_id) == ("unchanged", "Q2")
 
 
 def test_the_entity_page_shows_the_entity_read_only_with_its_document_folded(admin_client: Client) -> None:
@@ -483,3 +470,19 @@ def test_in_production_whitenoise_serves_the_documents_style_and_script_cache_bu
         response = client.get(url)
         assert response.status_code == 200
         assert "immutable" in response["Cache-Control"]
+
+
+@pytest.mark.parametrize("model", ["runoutcome", "importoutcome"])
+def test_outcome_records_cannot_be_added_or_changed_by_hand(admin_client: Client, model: str) -> None:
+    """They are records of what happened (before: ADD RUN OUTCOME, and an editable form)."""
+    from importers.storage import Storage
+
+    Storage(ImportRun.objects.create().pk).record("Q1", Status.FAILED, error="what happened")
+    assert admin_client.get(reverse(f"admin:importers_{model}_add")).status_code == 403
+    outcome = (RunOutcome if model == "runoutcome" else ImportOutcome).objects.get()
+    url = reverse(f"admin:importers_{model}_change", args=[outcome.pk])
+    assert admin_client.post(url, {"status": "imported", "error": "forged"}).status_code == 403
+    assert type(outcome).objects.get().error == "what happened"
+    listing = admin_client.get(reverse(f"admin:importers_{model}_changelist"))
+    assert listing.status_code == 200, (listing.status_code, listing.headers)
+    assert reverse(f"admin:importers_{model}_add") not in listing.content.decode()  # no ADD button
