@@ -303,7 +303,16 @@ class WikidataRedirectAdmin(EntityAutocompleteAdmin):
 class ImportRunAdmin(ReadOnlyAdmin):
     """Runs, read-only: a command or an action records them, and ``--wait`` relies on ``requested``."""
 
-    list_display = ("id", "created_at", "requested", "finished", "outcomes")
+    list_display = (
+        "id",
+        "state",
+        "created_at",
+        "last_outcome_at",
+        "requested",
+        "finished",
+        "not_imported",
+        "outcomes",
+    )
     fields = ("created_at", "requested", "outcomes_by_status")
     readonly_fields = fields
 
@@ -318,10 +327,43 @@ class ImportRunAdmin(ReadOnlyAdmin):
             .annotate(count=models.Count("pk"))
             .values("count")
         )
+        not_imported = (
+            RunOutcome.objects.filter(run=models.OuterRef("pk"), status__in=NOT_IMPORTED)
+            .order_by()
+            .values("run")
+            .annotate(count=models.Count("pk"))
+            .values("count")
+        )
+        last = (
+            RunOutcome.objects.filter(run=models.OuterRef("pk"))
+            .exclude(status="")
+            .order_by("-updated_at")
+            .values("updated_at")[:1]
+        )
         queryset: models.QuerySet[ImportRun] = super().get_queryset(request)
         return queryset.annotate(
-            finished=Coalesce(models.Subquery(finished), 0, output_field=models.IntegerField())
+            finished=Coalesce(models.Subquery(finished), 0, output_field=models.IntegerField()),
+            not_imported=Coalesce(models.Subquery(not_imported), 0, output_field=models.IntegerField()),
+            last_outcome_at=models.Subquery(last),
         )
+
+    @admin.display(description="state")
+    def state(self, run: ImportRun) -> str:
+        """Running or finished, and whether an id was not imported: a failed run must not look good."""
+        finished: int = getattr(run, "finished")  # noqa: B009 (annotations, unknown to type checkers)
+        failures: int = getattr(run, "not_imported")  # noqa: B009
+        state = "running" if finished < run.requested else "finished"
+        return f"{state}, with failures" if failures else state
+
+    @admin.display(description="not imported", ordering="not_imported")
+    def not_imported(self, run: ImportRun) -> int:
+        """How many ids ended failed, missing or invalid (the run's page counts each)."""
+        count: int = getattr(run, "not_imported")  # noqa: B009
+        return count
+
+    @admin.display(description="last outcome at", ordering="last_outcome_at")
+    def last_outcome_at(self, run: ImportRun) -> Any:
+        return getattr(run, "last_outcome_at")  # noqa: B009
 
     @admin.display(description="with an outcome", ordering="finished")
     def finished(self, run: ImportRun) -> int:
@@ -343,6 +385,10 @@ class ImportRunAdmin(ReadOnlyAdmin):
         if waiting > 0:
             links.append((run_outcomes_url(run.pk, status=NO_OUTCOME), f"no outcome yet: {waiting:,}"))
         return format_html_join(" · ", '<a href="{}">{}</a>', links)
+
+
+# The outcomes of ids that were not imported: what makes a run one "with failures".
+NOT_IMPORTED = (Status.FAILED, Status.MISSING, Status.INVALID)
 
 
 class RunFilter(admin.SimpleListFilter):

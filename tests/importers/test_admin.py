@@ -182,6 +182,27 @@ def test_the_run_list_counts_each_runs_ids_with_an_outcome(admin_client: Client)
     assert rows == ["1", "1", "1"]
 
 
+def test_the_run_list_tells_a_failed_run_from_a_good_one_and_a_running_one(admin_client: Client) -> None:
+    """Before: a run whose every id failed looked exactly like a good one."""
+    good, failed, running = ImportRun.objects.bulk_create(ImportRun(requested=2) for _ in range(3))
+    RunOutcome.objects.bulk_create(
+        RunOutcome(run=run, wikidata_id=wikidata_id, status=status)
+        for run, statuses in (
+            (good, (Status.IMPORTED, Status.UNCHANGED)),
+            (failed, (Status.FAILED, Status.MISSING)),
+            (running, (Status.IMPORTED, "")),
+        )
+        for wikidata_id, status in zip(("Q1", "Q2"), statuses, strict=True)
+    )
+    page = admin_client.get(changelist("importrun")).text
+    states = re.findall(r'<td class="field-state">([^<]+)</td>', page)
+    not_imported = re.findall(r'<td class="field-not_imported">(\d+)</td>', page)
+    # Newest first: the running run, the failed one, the good one.
+    assert states == ["running", "finished, with failures", "finished"]
+    assert not_imported == ["0", "2", "0"]
+    assert page.count('<td class="field-last_outcome_at') == 3
+
+
 def test_a_run_page_counts_its_outcomes_by_status_each_linking_to_them(admin_client: Client) -> None:
     add_entities(range(1, 31))
     run = ImportRun.objects.create(requested=30)
