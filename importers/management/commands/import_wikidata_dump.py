@@ -368,13 +368,19 @@ class Command(BaseCommand):
         limit = settings.WIKIDATA_DUMP_MAX_SPOOLED_CHUNKS
         hinted = False
         waited = time.monotonic()
-        while (
-            dump.chunk_set.filter(number__lt=number)
-            .exclude(status=ChunkStatus.DONE)
-            .exclude(file=dump.path)
-            .count()
-            >= limit
-        ):
+        spooled = (
+            dump.chunk_set.filter(number__lt=number).exclude(status=ChunkStatus.DONE).exclude(file=dump.path)
+        )
+        while spooled.count() >= limit:
+            # A failed chunk keeps its file, for a later run to resume, and no worker will take
+            # it: waiting for it would be waiting for ever, saying nothing.
+            failed = spooled.filter(status=ChunkStatus.FAILED).order_by("number").first()
+            if failed is not None:
+                raise CommandError(
+                    f"Stopped cutting dump import {dump.pk}: {limit} chunk files wait "
+                    f"(WIKIDATA_DUMP_MAX_SPOOLED_CHUNKS) and chunk {failed.number} failed: {failed.error}\n"
+                    "Fix that, then run the same command again to resume the import."
+                )
             self.check_deadline(dump, deadline)
             hinted = self.hint(progress, waited, hinted)
             self.show(dump, progress, None)

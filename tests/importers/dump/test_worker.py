@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import redis
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
 from bench import make_dump
 from config.celery_app import app
@@ -114,3 +116,45 @@ def test_wait_names_the_queue_no_worker_consumes_under_the_settings_users_run(
         client.delete(nobody)
         client.close()
     assert f"No worker consumes the '{nobody}' queue" in err.getvalue()
+
+
+def test_failed_chunks_filling_the_spool_stop_the_command_with_their_error(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: failed chunks counted as waiting, so the command waited for ever, saying nothing.
+
+    The workers here fail every chunk as workers that cannot see the chunk directory would (no
+    worker consumes the queue; a thread records each chunk failed, as the task would).
+    """
+    nobody = f"{settings.CELERY_TASK_DEFAULT_QUEUE}-nobody"
+    monkeypatch.setattr(WikidataDumpImporter, "queue", nobody)
+    monkeypatch.setitem(app.conf, "CELERY_TASK_ALWAYS_EAGER", False)
+    settings.WIKIDATA_DUMP_CHUNK_BYTES = 2048
+    settings.WIKIDATA_DUMP_MAX_SPOOLED_CHUNKS = 3
+    path = tmp_path / "dump.json.gz"
+    path.write_bytes(gzip.compress(b"[\n" + b",\n".join(make_dump.lines(100)) + b"\n]\n"))
+    stop = threading.Event()
+
+    def fail_every_chunk() -> None:
+        try:
+            while not stop.wait(0.05):
+                DumpChunk.objects.filter(status=ChunkStatus.PENDING).update(
+                    status=ChunkStatus.FAILED, error="chunk file not found here (another machine's disk?)"
+                )
+        finally:
+            connection.close()
+
+    failer = threading.Thread(target=fail_every_chunk, daemon=True)
+    failer.start()
+    try:
+        with pytest.raises(CommandError) as stopped:
+            import_dump(path, "--timeout", "60")
+    finally:
+        stop.set()
+        failer.join(timeout=10)
+        client = redis.Redis.from_url(app.conf.broker_url)
+        client.delete(nobody)
+        client.close()
+    assert "chunk 0 failed: chunk file not found here (another machine's disk?)" in str(stopped.value)
+    assert "run the same command again to resume" in str(stopped.value)
+    assert "Gave up waiting" not in str(stopped.value)  # it did not wait out the timeout
