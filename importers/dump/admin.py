@@ -38,6 +38,7 @@ class DumpImportAdmin(ReadOnlyAdmin):
         "created_at",
         "chunks",
         "split_error",
+        "totals",
         "by_status",
     )
     readonly_fields = fields
@@ -60,6 +61,27 @@ class DumpImportAdmin(ReadOnlyAdmin):
     @admin.display(description="chunks")
     def chunk_list(self, dump: DumpImport) -> str:
         return format_html('<a href="{}">chunks of dump import {}</a>', chunks_url(dump.pk), dump.pk)
+
+    @admin.display(description="totals")
+    def totals(self, dump: DumpImport) -> str:
+        """What the command printed at its end: counts, bytes, duration and rates, from the chunks."""
+        sums = dump.chunk_set.aggregate(
+            **{name: models.Sum(name) for name in ("entities", "matched", "written", "unchanged", "bad")},
+            read=models.Sum("bytes", filter=models.Q(status=ChunkStatus.DONE)),
+            last=models.Max("updated_at", filter=models.Q(status=ChunkStatus.DONE)),
+        )
+        counts = {name: sums[name] or 0 for name in ("entities", "matched", "written", "unchanged", "bad")}
+        megabytes = (sums["read"] or 0) / (1024 * 1024)
+        seconds = (sums["last"] - dump.created_at).total_seconds() if sums["last"] else 0.0
+        rates = ""
+        if seconds > 0:
+            per_second = f"{counts['entities'] / seconds:,.0f} entities/s, {megabytes / seconds:,.1f} MB/s"
+            rates = f"; {seconds:,.0f} s, {per_second}"
+        return (
+            f"{counts['entities']:,} entities read, {counts['matched']:,} matched, {counts['written']:,} "
+            f"written, {counts['unchanged']:,} unchanged, {counts['bad']:,} bad lines; "
+            f"{megabytes:,.1f} MB imported{rates}"
+        )
 
     @admin.display(description="chunks by status")
     def by_status(self, dump: DumpImport) -> str:
@@ -95,7 +117,7 @@ class DumpChunkAdmin(ReadOnlyAdmin):
         ),
     )
     readonly_fields = fields
-    ordering = ("dump", "number")
+    ordering = ("-dump", "number")  # the newest import first, each in the dump's order
 
     @admin.display(description="bad lines")
     def bad_line_list(self, chunk: DumpChunk) -> str:

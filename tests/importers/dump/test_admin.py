@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -63,6 +64,17 @@ def test_a_dump_import_counts_its_chunks_by_status_each_linking_to_them(admin_cl
         reverse("admin:importers_dumpchunk_changelist") + f"?dump__id__exact={dump.pk}&status=failed"
     )
     assert listed.text.count('class="field-first_line"') == 2
+
+
+def test_a_dump_import_page_shows_the_totals_the_command_printed(admin_client: Client) -> None:
+    """Before: no totals and no duration, though the command printed them."""
+    dump = dump_with_chunks(6)  # 4 done, 2 failed; 10 entities, 9 written, 1 unchanged each
+    DumpChunk.objects.filter(dump=dump).update(updated_at=dump.created_at + timedelta(seconds=2))
+    page = admin_client.get(reverse("admin:importers_dumpimport_change", args=[dump.pk])).text
+    assert (
+        "60 entities read, 60 matched, 54 written, 6 unchanged, 0 bad lines; 0.0 MB imported; "
+        "2 s, 30 entities/s, 0.0 MB/s"
+    ) in page
 
 
 def test_a_chunk_page_shows_its_bad_lines_escaped_and_nothing_can_be_changed(admin_client: Client) -> None:
