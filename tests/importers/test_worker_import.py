@@ -43,7 +43,7 @@ def test_without_wait_the_command_reports_what_it_enqueued(
     assert output == f"Enqueued 2 import tasks for 2 ids (run {run.pk}).\n"
     output = import_wikidata("Q1022", "P31", "--wait")  # waits for its own run only
     assert output.splitlines()[-1] == "Every id was imported."
-    output = import_wikidata("Q1022")
+    output = import_wikidata("Q1022", "--wait")  # waited for: the worker is done before the test ends
     assert output.startswith("Enqueued 1 import task for 1 id (run ")  # before: "for 1 ids"
 
 
