@@ -122,6 +122,9 @@ def check_dump(path: Path) -> None:
     if not text.startswith(b"["):
         shown = text[:20].decode(errors="replace")
         raise NotADump(f"it does not start with '[' (a JSON array, one entity a line) but with {shown!r}")
+    if text[1:].lstrip(b" \t\r")[:1] not in (b"\n", b""):
+        # The dumps write '[' alone on the first line: one array on one line would be read as no entity.
+        raise NotADump("its '[' is not alone on the first line (a JSON array, one entity a line)")
 
 
 def cut(

@@ -541,3 +541,12 @@ def test_a_gzip_bomb_of_one_endless_line_is_a_bad_line_and_fills_no_disk(
     assert (
         sum(chunk.bytes for chunk in DumpChunk.objects.all()) < 3 * 1024 * 1024
     )  # what the chunk files held
+
+
+def test_a_dump_written_as_one_json_array_on_one_line_is_refused(tmp_path: Path) -> None:
+    texts = [make_dump.dump_line(template, 900 + n) for n, template in enumerate(make_dump.templates()[:3])]
+    path = tmp_path / "dump.json"
+    path.write_bytes(b"[" + b",".join(texts) + b"]\n")
+    with pytest.raises(CommandError, match="not alone on the first line"):
+        import_dump(path)
+    assert WikidataEntity.objects.count() == 0
