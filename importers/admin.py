@@ -32,7 +32,7 @@ from .dump import admin as dump_admin  # noqa: F401  (the dump imports' pages)
 from .fetch import MAX_BATCH
 from .importers import WikidataImporter
 from .jsoncodec import dumps
-from .models import ImportOutcome, ImportRun, RunOutcome, Status, WikidataEntity, WikidataRedirect
+from .models import SUCCESSFUL, ImportOutcome, ImportRun, RunOutcome, Status, WikidataEntity, WikidataRedirect
 
 # The most entities one admin action sends: a run is built in the request, and ten pages of
 # entities is what a person selects by hand; the import_wikidata command takes more.
@@ -376,7 +376,8 @@ class ImportRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="outcomes")
     def outcomes_by_status(self, run: ImportRun) -> str:
-        counts = run.status_counts()
+        # Failures first: what went wrong is what a reader of a run's page looks for.
+        counts = dict(sorted(run.status_counts().items(), key=lambda item: item[0] in SUCCESSFUL))
         waiting = run.requested - sum(counts.values())
         links = [(run_outcomes_url(run.pk), f"all {run.requested:,} ids")]
         links += [

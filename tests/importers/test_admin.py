@@ -216,6 +216,7 @@ def test_a_run_page_counts_its_outcomes_by_status_each_linking_to_them(admin_cli
     assert links["imported: 23"] == run_outcomes_url(run.pk, status="imported")
     assert links["failed: 3"] == run_outcomes_url(run.pk, status="failed")
     assert links["no outcome yet: 4"] == run_outcomes_url(run.pk, status="none")
+    assert page.index("failed: 3") < page.index("imported: 23")  # failures first
     assert '<input type="submit"' not in page  # a record of what happened, not a form
 
 
