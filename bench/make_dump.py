@@ -3,9 +3,9 @@
 Every real entity document of ``../shared/wikidata`` (a 2015 dump sample of 101 entities, a mock
 dump, and whole items, properties and lexemes as the API serves them today) is written again and
 again, in turn, under new ids (Q, P or L as its type says), until there are N. Each line is
-written as today's dumps write it: ``{"type":...,"id":...`` first, ``"lastrevid":...}`` last
-(a revision is made up for documents that had none), and empty maps as ``[]``. One turn of the
-documents averages about 11 KB an entity, close to the 13 KB of today's full dump.
+written as today's dumps write it (``entity_line``), its page fields made up where the document had
+none. One turn of the documents averages about 11 KB an entity, close to the 13 KB of today's
+full dump.
 """
 
 from __future__ import annotations
@@ -23,6 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "wikidata"
 PREFIXES = {"item": "Q", "property": "P", "lexeme": "L"}
 MAP_KEYS = ("labels", "descriptions", "aliases", "claims", "sitelinks")
+# Today's order of an item's and a property's keys (as wbgetentities serves Q42 and P279 in
+# ../shared/wikidata); a lexeme's own order is kept.
+SERIALIZER_ORDER = ("type", "datatype", "id", "labels", "descriptions", "aliases", "claims", "sitelinks")
+QUIRKY_TYPES = ("item", "property")  # lexemes' maps are serialized alike in the dumps and the API
+PAGE_FIELDS = ("pageid", "ns", "title", "lastrevid", "modified")
+# Each type's namespace and the prefix of its pages' titles on wikidata.org.
+NAMESPACES = {"item": (0, ""), "property": (120, "Property:"), "lexeme": (146, "Lexeme:")}
+MODIFIED = "2026-09-21T16:13:48Z"
 # New ids start here, far above the real ones of the documents, so that none is a real entity's.
 FIRST_ID = 900_000_000
 FIRST_REVISION = 2_000_000_000
@@ -50,19 +58,47 @@ def _entity(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def entity_line(document: dict[str, Any]) -> bytes:
+    """``document`` as a line of today's dumps (no comma, no line end).
+
+    Wikibase's dump writer serializes the entity as the API does (an item's or a property's keys
+    in ``SERIALIZER_ORDER``, as the 2015 dumps did not) but with their empty maps as ``[]``
+    (PHP's ``json_encode`` of an empty array), then appends the
+    page's fields in this order: ``pageid``, ``ns``, ``title``, ``lastrevid``, ``modified``, e.g.
+    ``...,"sitelinks":{...},"pageid":123,"ns":0,"title":"Q31","lastrevid":2548173641,"modified":"2026-09-21T16:13:48Z"}``
+    (Wikibase, repo/includes/Dumpers/JsonDumpGenerator.php; the lines of latest-all.json.gz).
+    The API serves the same document with the page's fields first. A field the document lacks
+    is left out, as the 2015 dumps had none.
+    """
+    content = {key: value for key, value in document.items() if key not in PAGE_FIELDS}
+    if document["type"] in QUIRKY_TYPES:
+        first = {key: content.pop(key) for key in SERIALIZER_ORDER if key in content}
+        content = {**first, **content}
+        for key in MAP_KEYS:
+            if content.get(key) == {}:
+                content[key] = []
+    page = {key: document[key] for key in PAGE_FIELDS if key in document}
+    return orjson.dumps({**content, **page})
+
+
 def dump_line(template: dict[str, Any], number: int) -> bytes:
-    """``template`` as a line of today's dumps, under entity number ``number`` of its type (no line end)."""
-    rest = {key: value for key, value in template.items() if key not in ("type", "id", "lastrevid")}
-    for key in MAP_KEYS:
-        if rest.get(key) == {}:
-            rest[key] = []  # the dumps' quirk: an empty map is written as an empty list
-    document = {
-        "type": template["type"],
-        "id": f"{PREFIXES[template['type']]}{number}",
-        **rest,
+    """``template`` as the line of entity number ``number`` of its type, with page fields of its own."""
+    return entity_line(renumbered(template, number))
+
+
+def renumbered(template: dict[str, Any], number: int) -> dict[str, Any]:
+    """``template`` as entity number ``number`` of its type, with page fields of its own."""
+    entity_id = f"{PREFIXES[template['type']]}{number}"
+    namespace, title_prefix = NAMESPACES[template["type"]]
+    return {
+        **template,
+        "id": entity_id,
+        "pageid": number - FIRST_ID + 1,
+        "ns": namespace,
+        "title": title_prefix + entity_id,
         "lastrevid": FIRST_REVISION + number,
+        "modified": template.get("modified", MODIFIED),
     }
-    return orjson.dumps(document)
 
 
 def lines(count: int, shared: Path = SHARED) -> Iterator[bytes]:

@@ -18,6 +18,7 @@ from core.database import patiently
 
 from .documents import Batch, Fetched, summarize
 from .models import ImportOutcome, RunOutcome, Status, WikidataEntity, WikidataRedirect
+from .revisions import is_newer, newer_sql
 
 ENTITY_FIELDS = ["entity_type", "label", "description", "data", "lastrevid", "modified", "fetched_at"]
 OUTCOME_FIELDS = ["status", "entity", "error", "attempts", "run", "task_id", "updated_at"]
@@ -66,7 +67,7 @@ class Storage:
             for asked, document in batch.documents.items():
                 entity = _entity(targets[asked], document, now)
                 # A redirect and its target in one answer may carry two revisions: the newer wins.
-                if entity.pk not in entities or _newer(
+                if entity.pk not in entities or is_newer(
                     entity.lastrevid, entities[entity.pk].lastrevid, False
                 ):
                     entities[entity.pk] = entity
@@ -75,7 +76,7 @@ class Storage:
                 [
                     entity
                     for pk, entity in entities.items()
-                    if pk not in stored or _newer(entity.lastrevid, stored[pk], self.rewrite)
+                    if pk not in stored or is_newer(entity.lastrevid, stored[pk], self.rewrite)
                 ],
                 rewrite=self.rewrite,
             )
@@ -186,13 +187,9 @@ class Storage:
 def upsert_newer(entities: list[WikidataEntity], rewrite: bool = False) -> set[str]:
     """Insert each entity, or update its row if the entity is a newer revision; return the ids written.
 
-    Newer means a greater ``lastrevid`` (or the same, with ``rewrite``: a stored revision is
-    rewritten, never lowered); a row without one is replaced by any document, and a document
-    without one replaces only such a row. Call inside a transaction.
-
-    The test is in the upsert's WHERE, so that tasks racing for one id agree: whichever commits
-    last, the newest revision stays (Django's ``bulk_create(update_conflicts=True)`` would update
-    unconditionally). PostgreSQL and SQLite (3.35 or newer, for RETURNING) share the syntax.
+    Newer is ``importers.revisions.is_newer``, tested in the upsert's WHERE (Django's
+    ``bulk_create(update_conflicts=True)`` would update unconditionally). Call inside a
+    transaction. PostgreSQL and SQLite (3.35 or newer, for RETURNING) share the syntax.
     """
     if not entities:
         return set()
@@ -209,12 +206,11 @@ def upsert_newer(entities: list[WikidataEntity], rewrite: bool = False) -> set[s
         )
         params += values
     columns = [quote(field.column) for field in fields]
-    newer = ">=" if rewrite else ">"
     updates = ", ".join(f"{column} = excluded.{column}" for column in columns[1:])
     sql = (
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(rows)} "
         f"ON CONFLICT ({key}) DO UPDATE SET {updates} "
-        f"WHERE {table}.{revision} IS NULL OR excluded.{revision} {newer} {table}.{revision} "
+        f"WHERE {newer_sql(f'excluded.{revision}', f'{table}.{revision}', rewrite)} "
         f"RETURNING {key}"
     )
     with connection.cursor() as cursor:
@@ -226,11 +222,6 @@ def _placeholder(field: Any, value: Any) -> str:
     # DocumentField sends its document as one parameter (see importers.fields); others use %s.
     placeholder = getattr(field, "get_placeholder", None)
     return str(placeholder(value, None, connection)) if placeholder is not None else "%s"
-
-
-def _newer(revision: int | None, than: int | None, rewrite: bool) -> bool:
-    """Whether a document of ``revision`` replaces one of revision ``than``: the upsert's WHERE, in Python."""
-    return than is None or (revision is not None and (revision >= than if rewrite else revision > than))
 
 
 def _entity(entity_id: str, document: Mapping[str, Any], now: Any) -> WikidataEntity:

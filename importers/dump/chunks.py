@@ -22,6 +22,7 @@ from django.utils import timezone
 from ..documents import MAX_DEPTH, MAX_TYPE_LENGTH, UnusableDocument, check, summarize
 from ..entity_ids import InvalidEntityId, SourcedId, read_ids
 from ..models import ChunkStatus, DumpChunk
+from ..revisions import is_newer
 from .lines import Filters, entity_text, head_of, with_maps_as_objects
 from .storage import Row, Staging, stored_revisions
 
@@ -205,8 +206,8 @@ def _import_batch(
         ]
     )
     for number, text, head in entries:
-        known = stored.get(head.entity_id, None) if head.entity_id is not None else None
-        skip = head.lastrevid is not None and known is not None and known >= head.lastrevid
+        entity_id = head.entity_id
+        skip = entity_id in stored and not is_newer(head.lastrevid, stored[entity_id or ""])
         if skip and not filters.where:
             counts.matched += 1  # the head told the type and id: the filters are decided
             continue

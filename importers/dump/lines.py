@@ -1,11 +1,14 @@
 """The lines of a Wikidata JSON dump: what is read without parsing them, the filters, and the dump's quirks.
 
 A dump is one JSON array with one entity a line: ``[``, then ``{...},`` lines, the last without
-its comma, then ``]``. Since 2014 each line starts ``{"type":"item","id":"Q42",`` and, since
-2016, ends ``"lastrevid":123}``: the id, type and revision of most lines are read with two
-anchored regular expressions, so that a line the filters or the stored revisions leave out is
-never parsed. A line of another shape (older dumps) is parsed whole; what decides is always the
-parsed document.
+its comma, then ``]``. Today each line starts ``{"type":"item","id":"Q42",`` (a property's
+``{"type":"property","datatype":"string","id":"P31",``) and ends with the page's fields, which
+Wikibase's dump writer appends after the entity's content:
+``"pageid":123,"ns":0,"title":"Q42","lastrevid":2548173641,"modified":"2026-09-21T16:13:48Z"}``
+(earlier dumps ended ``"lastrevid":123}``). The id, type and revision of such lines are read with
+two anchored regular expressions, so that a line the filters or the stored revisions leave out
+is never parsed. A line of another shape (the 2015 dumps, the API's key order) is parsed whole;
+what decides is always the parsed document.
 """
 
 from __future__ import annotations
@@ -17,13 +20,18 @@ from typing import Any
 
 __all__ = ("Filters", "Head", "entity_text", "head_of", "main_values", "with_maps_as_objects")
 
-# The first two keys of a line of any dump since 2014. Anchored at the line's first byte, they
-# are the top-level object's own keys: a value nested deeper cannot come first.
-HEAD = re.compile(rb'\{"type":"([a-z]{1,32})","id":"([QPL][1-9][0-9]{0,11})"')
-# The last key of a line of any dump since 2016. A line ending in it, being one JSON object,
-# closes the top-level object with that brace: the key is the top-level ``lastrevid``.
-TAIL = re.compile(rb'"lastrevid":([1-9][0-9]{0,18})\}')
-TAIL_WINDOW = 40
+# The first keys of a line of today's dumps (a property's datatype between them). Anchored
+# at the line's first byte, they are the top-level object's own keys: a value nested deeper
+# cannot come first.
+HEAD = re.compile(rb'\{"type":"([a-z]{1,32})",(?:"datatype":"[a-z-]{1,64}",)?"id":"([QPL][1-9][0-9]{0,11})"')
+# A line's end since 2016: ``"lastrevid":N}``, or today ``"lastrevid":N,"modified":"<time>"}``.
+# Between the revision and the line's last brace, which closes the top-level object, stands no
+# brace and no quote but the key's and the time's own: this ``lastrevid`` is the top-level key
+# (within a string, each of those quotes would be escaped, and the pattern would not match).
+TAIL = re.compile(
+    rb'"lastrevid":([1-9][0-9]{0,18})(?:,"modified":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")?\}\Z'
+)
+TAIL_WINDOW = 80
 # Keys whose value is a map (a JSON object) in the items and properties the API sends. The dumps
 # write an empty one as [] (PHP's json_encode of an empty array), the API as {} (Wikibase
 # serializes maps as objects for it): the dump's is turned into the API's, so that both store
@@ -68,7 +76,7 @@ def head_of(text: bytes) -> Head:
     """Read the type, id and revision of an entity's text where they stand where the dumps put them."""
     found = HEAD.match(text)
     tail = TAIL.search(text, max(0, len(text) - TAIL_WINDOW))
-    revision = int(tail.group(1)) if tail is not None and tail.end() == len(text) else None
+    revision = int(tail.group(1)) if tail is not None else None
     if found is None:
         return Head(None, None, revision)
     return Head(found.group(1).decode(), found.group(2).decode(), revision)

@@ -12,6 +12,7 @@ from typing import NamedTuple
 from django.db import connection
 
 from ..models import WikidataEntity
+from ..revisions import newer_sql
 
 __all__ = ("Row", "Staging", "stored_revisions")
 
@@ -78,9 +79,8 @@ class Staging:
     def upsert(self, fetched_at: datetime) -> int:
         """Write every staged entity that is new or a newer revision than the stored one; return how many.
 
-        A newer revision has a greater ``lastrevid``; a document without one is written only
-        where no row is (the API path replaces such rows; a dump read twice must not). An id
-        staged twice is written once, its newest revision. Rows are written in id order, so that
+        Newer is ``importers.revisions.is_newer``, tested in the upsert's WHERE. An id staged
+        twice is written once, its newest revision. Rows are written in id order, so that
         chunks sharing ids, written at once, wait for each other rather than deadlock.
         """
         self.flush()
@@ -108,8 +108,7 @@ class Staging:
         sql = (
             f"INSERT INTO {table} ({columns}) {source} "
             f"ON CONFLICT (wikidata_id) DO UPDATE SET {updates} "
-            f"WHERE excluded.lastrevid > {table}.lastrevid "
-            f"OR ({table}.lastrevid IS NULL AND excluded.lastrevid IS NOT NULL) "
+            f"WHERE {newer_sql('excluded.lastrevid', f'{table}.lastrevid')} "
             "RETURNING 1"
         )
         with connection.cursor() as cursor:

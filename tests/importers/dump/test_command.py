@@ -20,6 +20,7 @@ from django.db import connection
 from bench import make_dump
 from core.exceptions import PoisonMessage, TaskFailed
 from core.message import Message
+from importers.dump import chunks
 from importers.dump.files import open_dump
 from importers.dump.importer import WikidataDumpImporter
 from importers.dump.lines import main_values
@@ -28,7 +29,6 @@ from importers.models import ChunkStatus, DumpChunk, DumpImport, WikidataEntity
 from tests.support.shared import NEEDS_SHARED, SHARED
 from tests.support.wikidata_server import StandInWikidata
 
-MAP_KEYS = ("labels", "descriptions", "aliases", "claims", "sitelinks")
 ROW_FIELDS = ("wikidata_id", "entity_type", "label", "description", "data", "lastrevid", "modified")
 
 # The dumps here are made of the real documents of ../shared/wikidata.
@@ -77,16 +77,6 @@ def counts(out: str) -> str:
     return summary(out).split(": ", 1)[1].split(";")[1].strip()
 
 
-def dump_line(document: dict[str, Any]) -> bytes:
-    """An API document as a dump line: type and id first, an item's or property's empty maps as []."""
-    rest = {key: value for key, value in document.items() if key not in ("type", "id")}
-    if document["type"] in ("item", "property"):
-        for key in MAP_KEYS:
-            if rest.get(key) == {}:
-                rest[key] = []
-    return orjson.dumps({"type": document["type"], "id": document["id"], **rest})
-
-
 def row(entity_id: str) -> dict[str, Any]:
     return dict(WikidataEntity.objects.values(*ROW_FIELDS).get(pk=entity_id))
 
@@ -118,15 +108,26 @@ def test_the_real_2015_dump_sample_imports_every_entity_whole_in_several_chunks(
     assert list(tmp_path.iterdir()) == []  # each chunk file is removed once its chunk is done
 
 
-def test_a_second_run_over_the_same_dump_rewrites_nothing(tmp_path: Path) -> None:
+def test_a_second_run_over_the_same_dump_rewrites_nothing_and_parses_no_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write_dump(tmp_path / "dump.json.gz", [make_dump.dump_line(t, 100 + n) for n, t in
                                                    enumerate(make_dump.templates()[:30])])  # fmt: skip
     assert (
         counts(import_dump(path)[0]) == "30 entities read, 30 matched, 30 written, 0 unchanged, 0 bad lines"
     )
     before = dict(WikidataEntity.objects.values_list("pk", "fetched_at"))
+    parsed = []
+    import_line = chunks._import_line
+
+    def spy(number: int, *args: Any, **kwargs: Any) -> None:
+        parsed.append(number)
+        import_line(number, *args, **kwargs)
+
+    monkeypatch.setattr(chunks, "_import_line", spy)
     out, _ = import_dump(path)
     assert counts(out) == "30 entities read, 30 matched, 0 written, 30 unchanged, 0 bad lines"
+    assert parsed == []  # today's lines end with their revision: each was read from the line's end
     assert dict(WikidataEntity.objects.values_list("pk", "fetched_at")) == before
     assert DumpImport.objects.count() == 2  # the first was finished: a new import, not a resumption
     # Entities without a lastrevid (older dumps) are not rewritten either.
@@ -149,7 +150,7 @@ def test_an_entity_from_the_dump_and_the_same_revision_from_the_api_give_equal_r
     WikidataEntity.objects.all().delete()
 
     out, _ = import_dump(
-        write_dump(tmp_path / "dump.json.bz2", [dump_line(json.loads(json.dumps(document)))])
+        write_dump(tmp_path / "dump.json.bz2", [make_dump.entity_line(json.loads(json.dumps(document)))])
     )
     assert counts(out) == "1 entities read, 1 matched, 1 written, 0 unchanged, 0 bad lines"
     assert row(document["id"]) == from_api

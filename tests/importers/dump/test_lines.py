@@ -10,18 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
+from bench.make_dump import entity_line
 from importers.documents import MAX_DEPTH, UnusableDocument, check
 from importers.dump.chunks import check_parsed, nests_within
 from importers.dump.lines import Filters, Head, entity_text, head_of, main_values, with_maps_as_objects
-from tests.support.shared import SHARED
-
-
-def modern_line(document: dict[str, Any]) -> bytes:
-    """A line as today's dumps write it: type and id first, lastrevid last."""
-    rest = {key: value for key, value in document.items() if key not in ("type", "id", "lastrevid")}
-    return orjson.dumps(
-        {"type": document["type"], "id": document["id"], **rest, "lastrevid": document["lastrevid"]}
-    )
+from tests.support.shared import NEEDS_SHARED, SHARED
 
 
 @pytest.mark.parametrize(
@@ -43,9 +36,26 @@ def test_entity_text_cuts_the_comma_and_line_end_and_skips_the_brackets(
     assert entity_text(line) == text
 
 
-def test_the_head_of_a_modern_line_is_read_without_parsing() -> None:
-    text = modern_line({"type": "item", "id": "Q42", "labels": {}, "lastrevid": 123})
+def test_the_head_of_a_line_ending_in_lastrevid_is_read_without_parsing() -> None:
+    text = entity_line({"type": "item", "id": "Q42", "labels": {}, "lastrevid": 123})
+    assert text.endswith(b'"lastrevid":123}')  # the dumps of 2016 to 2021
     assert head_of(text) == Head("item", "Q42", 123)
+
+
+@NEEDS_SHARED
+@pytest.mark.parametrize("name", ["Q42", "Q2112", "P279", "P8098", "L525", "L3354", "L3872"])
+def test_the_head_of_todays_lines_is_read_from_their_two_ends(name: str) -> None:
+    """Today's lines end with the page's fields: ``"title":"P279","lastrevid":N,"modified":"..."}``."""
+    answer = json.loads((SHARED / f"{name}.json").read_text())
+    document = next(iter(answer["entities"].values())) if "entities" in answer else answer
+    text = entity_line(document)
+    assert text.endswith(b',"modified":"' + document["modified"].encode() + b'"}')
+    head = head_of(text)
+    assert head == Head(document["type"], document["id"], document["lastrevid"])
+
+
+MODIFIED = b'"modified":"2026-09-21T16:13:48Z"'
+IN_A_STRING = json.dumps('"lastrevid":7,' + MODIFIED.decode() + "}").encode()
 
 
 @pytest.mark.parametrize(
@@ -56,6 +66,12 @@ def test_the_head_of_a_modern_line_is_read_without_parsing() -> None:
         # A nested lastrevid is not the entity's: the line does not end with it.
         (b'{"type":"item","id":"Q1","x":{"lastrevid":5},"y":1}', Head("item", "Q1", None)),
         (b'{"type":"item","id":"Q1","lastrevid":7,"x":1}', Head("item", "Q1", None)),
+        (b'{"type":"item","id":"Q1","x":{"lastrevid":5,' + MODIFIED + b"}}", Head("item", "Q1", None)),
+        (b'{"type":"item","id":"Q1","lastrevid":7,' + MODIFIED + b',"x":1}', Head("item", "Q1", None)),
+        (b'{"type":"item","id":"Q1","lastrevid":7,"modified":"yesterday"}', Head("item", "Q1", None)),
+        # Within a string, the quotes are escaped: not the entity's revision.
+        (b'{"type":"item","id":"Q1","x":' + IN_A_STRING + b"}", Head("item", "Q1", None)),
+        (b'{"type":"property","datatype":"external-id","id":"P1","lastrevid":7}', Head("property", "P1", 7)),
         # Not an entity id: left to the parse, which records the line as bad.
         (b'{"type":"item","id":"Q01","lastrevid":7}', Head(None, None, 7)),
         (b'{"type":"item","id":"X1","lastrevid":7}', Head(None, None, 7)),
@@ -216,7 +232,7 @@ def test_filters_match_as_documented_and_the_text_tests_never_drop_a_match(
 ) -> None:
     matched = set()
     for document in (HUMAN_WRITER, CITY, PROPERTY):
-        text = modern_line(document)
+        text = entity_line(document)
         if filters.matches(document):
             matched.add(document["id"])
             assert filters.passes_head(head_of(text))
