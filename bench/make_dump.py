@@ -34,6 +34,9 @@ MODIFIED = "2026-09-21T16:13:48Z"
 # New ids start here, far above the real ones of the documents, so that none is a real entity's.
 FIRST_ID = 900_000_000
 FIRST_REVISION = 2_000_000_000
+# Lines a gzip member: Wikimedia's are about 65,000 (70 MB); fewer here, so that a benchmark's
+# dump of 100,000 entities has members enough to slice among workers.
+MEMBER_LINES = 2_000
 
 
 def templates(shared: Path = SHARED) -> list[dict[str, Any]]:
@@ -108,25 +111,50 @@ def lines(count: int, shared: Path = SHARED) -> Iterator[bytes]:
         yield dump_line(documents[index % len(documents)], FIRST_ID + index)
 
 
-def write(path: Path, count: int, shared: Path = SHARED) -> int:
-    """Write a synthetic dump of ``count`` entities to ``path`` (gzip level 6); return its size in bytes."""
+def write(path: Path, count: int, shared: Path = SHARED, member_lines: int | None = MEMBER_LINES) -> int:
+    """Write a synthetic dump of ``count`` entities to ``path``; return its size in bytes.
+
+    Gzipped as Wikimedia's dump job gzips ``latest-all.json.gz`` (operations-puppet,
+    ``modules/snapshot/files/cron/wikibase/dumpwikibasejson.sh``): ``[`` and its line end in a
+    member of their own, then a member per ``member_lines`` entity lines, each starting on a
+    line, then ``]`` in a last member; level 6. ``member_lines=None`` writes one member, as
+    ``gzip`` or another tool would.
+    """
     partial = path.with_name(path.name + ".part")
-    with gzip.open(partial, "wb", compresslevel=6) as out:
-        out.write(b"[\n")
-        for index, line in enumerate(lines(count, shared)):
-            out.write(line)
-            out.write(b",\n" if index < count - 1 else b"\n")
-        out.write(b"]\n")
+    with partial.open("wb") as out:
+        if member_lines is None:
+            out.write(gzip.compress(b"".join(text_lines(count, shared)), compresslevel=6))
+        else:
+            batch: list[bytes] = []
+            for line in text_lines(count, shared):
+                batch.append(line)
+                if line in (b"[\n", b"]\n") or len(batch) == member_lines:
+                    out.write(gzip.compress(b"".join(batch), compresslevel=6))
+                    batch = []
+            if batch:
+                out.write(gzip.compress(b"".join(batch), compresslevel=6))
     partial.replace(path)
     return path.stat().st_size
+
+
+def text_lines(count: int, shared: Path = SHARED) -> Iterator[bytes]:
+    """The dump's text, a line at a time: ``[``, ``count`` entity lines, ``]``."""
+    yield b"[\n"
+    for index, line in enumerate(lines(count, shared)):
+        yield line + (b",\n" if index < count - 1 else b"\n")
+    yield b"]\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.make_dump", description=__doc__)
     parser.add_argument("out", type=Path, help="where to write the dump (.json.gz)")
     parser.add_argument("--entities", type=int, default=100_000, help="how many entities (default 100,000)")
+    parser.add_argument(
+        "--member-lines", type=int, default=MEMBER_LINES,
+        help=f"entity lines a gzip member, as Wikimedia gzips (default {MEMBER_LINES:,}); 0: one member",
+    )  # fmt: skip
     options = parser.parse_args()
-    size = write(options.out, options.entities)
+    size = write(options.out, options.entities, member_lines=options.member_lines or None)
     print(f"wrote {options.entities:,} entities to {options.out} ({size / 1024 / 1024:,.1f} MiB)")
 
 

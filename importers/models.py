@@ -209,7 +209,8 @@ class DumpChunk(models.Model):
     """A run of whole lines of a dump, imported by one task in one transaction with its counts.
 
     A chunk of a compressed dump is a file of its own (``file``), written once by the command;
-    a chunk of a plain dump is the byte range ``start``..``end`` of the dump itself.
+    a chunk of a plain dump is the byte range ``start``..``end`` of the dump itself, and so is a
+    slice of a dump gzipped as Wikimedia gzips it (``is_slice``), inflated by its worker.
     """
 
     dump = models.ForeignKey(DumpImport, on_delete=models.CASCADE, related_name="chunk_set")
@@ -238,6 +239,15 @@ class DumpChunk(models.Model):
 
     def __str__(self) -> str:
         return f"Chunk {self.number} of dump import {self.dump_id}: {self.status}"
+
+    @property
+    def is_slice(self) -> bool:
+        """Whether it is a slice of a gzipped dump (``importers.dump.slices``): whole gzip members.
+
+        Then ``start`` and ``bytes`` are compressed bytes of the dump itself, and its lines are
+        numbered from 1 within the slice and counted when it is imported.
+        """
+        return self.file.endswith(".gz")
 
 
 class FollowPosition(models.Model):

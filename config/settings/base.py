@@ -314,6 +314,11 @@ WIKIDATA_DUMP_QUEUE = env("WIKIDATA_DUMP_QUEUE", default="")
 # today's dumps (13 KB each on average), a few seconds of one worker process, well within
 # CELERY_TASK_SOFT_TIME_LIMIT, and enough chunks to keep several worker processes busy.
 WIKIDATA_DUMP_CHUNK_BYTES = env.int("WIKIDATA_DUMP_CHUNK_BYTES", default=16 * 1024 * 1024)
+# A .gz dump gzipped as Wikimedia gzips it (a member per batch of lines, about 70 MB each) is
+# not cut into chunk files: it is sliced where a member starts, near every this many compressed
+# bytes, and each worker inflates its own slice (importers.dump.slices). A slice is at least one
+# member: about 65,000 entities of today's dumps, a minute of one worker process.
+WIKIDATA_DUMP_SLICE_BYTES = env.int("WIKIDATA_DUMP_SLICE_BYTES", default=64 * 1024 * 1024)
 # Where the command writes the chunks of a compressed dump, for the workers to read at the same
 # path; empty: a directory beside the dump, named after it (<dump>.chunks).
 WIKIDATA_DUMP_CHUNK_DIR = env("WIKIDATA_DUMP_CHUNK_DIR", default="")

@@ -6,13 +6,14 @@ mid-chunk leaves nothing of it, and the chunk redone counts each line once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 from django.conf import settings
@@ -24,6 +25,7 @@ from ..entity_ids import InvalidEntityId, SourcedId, read_ids
 from ..models import ChunkStatus, DumpChunk
 from ..revisions import is_newer
 from .lines import Filters, entity_text, head_of, with_maps_as_objects
+from .slices import SliceUnreadable, inflated
 from .storage import Row, Staging, stored_revisions
 
 __all__ = ("ChunkCounts", "ChunkUnreadable", "filters_of", "import_chunk", "read_lines")
@@ -89,33 +91,66 @@ def read_lines(
     Raises:
         ChunkUnreadable: the file is missing, or ends before ``end``.
     """
+    with _opened(path) as file:
+        file.seek(start)
+        short = f"{path} ends at byte {{}}, before the chunk's end ({end})"
+        yield from _lines(file, end - start, first_line, max_bytes, short, start)
+
+
+def read_slice_lines(path: str, start: int, end: int, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+    """Yield ``(line number in the slice, line)`` for the lines of the gzip members of ``path[start:end]``.
+
+    Raises:
+        ChunkUnreadable: the file is missing, or its bytes there are not whole gzip members.
+    """
+    with _opened(path) as file:
+        try:
+            yield from _lines(inflated(file, start, end), None, 1, max_bytes, "", 0)
+        except SliceUnreadable as error:
+            raise ChunkUnreadable(f"{path}, bytes {start} to {end}: {error}") from None
+
+
+@contextlib.contextmanager
+def _opened(path: str) -> Iterator[IO[bytes]]:
     try:
-        file = open(path, "rb", buffering=SKIPPED_PIECE)  # noqa: SIM115 (closed below; a generator)
+        file = open(path, "rb", buffering=SKIPPED_PIECE)  # noqa: SIM115 (closed below)
     except FileNotFoundError:
         raise ChunkUnreadable(
             f"{path} does not exist: workers must see the dump and its chunk directory at the same path "
             "as the command"
         ) from None
     with file:
-        file.seek(start)
-        position, number = start, first_line
-        while position < end:
-            line = file.readline(min(max_bytes + 1, end - position))
-            if not line:
-                raise ChunkUnreadable(f"{path} ends at byte {position}, before the chunk's end ({end})")
-            position += len(line)
-            if len(line) <= max_bytes or line.endswith(b"\n"):
-                yield number, line
-            else:
-                while not line.endswith(b"\n") and position < end:
-                    line = file.readline(min(SKIPPED_PIECE, end - position))
-                    if not line:
-                        raise ChunkUnreadable(
-                            f"{path} ends at byte {position}, before the chunk's end ({end})"
-                        )
-                    position += len(line)
-                yield number, None
-            number += 1
+        yield file
+
+
+def _lines(
+    file: IO[bytes], size: int | None, first_line: int, max_bytes: int, short: str, offset: int
+) -> Iterator[tuple[int, bytes | None]]:
+    """The lines of the next ``size`` bytes of ``file`` (None: to its end), numbered from ``first_line``.
+
+    ``short`` is the error when the file ends before ``size`` bytes, with ``{}`` for the position
+    (``offset`` plus the bytes read).
+    """
+    read, number = 0, first_line
+    while size is None or read < size:
+        line = file.readline(max_bytes + 1 if size is None else min(max_bytes + 1, size - read))
+        if not line:
+            if size is None:
+                return
+            raise ChunkUnreadable(short.format(offset + read))
+        read += len(line)
+        if len(line) <= max_bytes or line.endswith(b"\n"):
+            yield number, line
+        else:
+            while not line.endswith(b"\n") and (size is None or read < size):
+                line = file.readline(SKIPPED_PIECE if size is None else min(SKIPPED_PIECE, size - read))
+                if not line:
+                    if size is None:
+                        break
+                    raise ChunkUnreadable(short.format(offset + read))
+                read += len(line)
+            yield number, None
+        number += 1
 
 
 def import_chunk(chunk: DumpChunk, task_id: str | None) -> ChunkCounts | None:
@@ -137,19 +172,22 @@ def import_chunk(chunk: DumpChunk, task_id: str | None) -> ChunkCounts | None:
         counts = ChunkCounts()
         staging = Staging()
         end = chunk.start + chunk.bytes
-        lines = read_lines(chunk.file, chunk.start, end, chunk.first_line, max_bytes)
+        if chunk.is_slice:
+            lines = read_slice_lines(chunk.file, chunk.start, end, max_bytes)
+        else:
+            lines = read_lines(chunk.file, chunk.start, end, chunk.first_line, max_bytes)
         last = chunk.first_line - 1
         for batch in _batches(lines):
             last = batch[-1][0]
             _import_batch(batch, filters, language, max_bytes, counts, staging)
             counts.keep_bad_lines()
-        if last - chunk.first_line + 1 != chunk.lines:
-            raise ChunkUnreadable(
-                f"{chunk.file} holds {last - chunk.first_line + 1} lines, not {chunk.lines}"
-            )
+        read = last - chunk.first_line + 1
+        if not chunk.is_slice and read != chunk.lines:
+            raise ChunkUnreadable(f"{chunk.file} holds {read} lines, not {chunk.lines}")
         counts.written = staging.upsert(now)
         DumpChunk.objects.filter(pk=chunk.pk).update(
             status=ChunkStatus.DONE,
+            lines=read,
             entities=counts.entities,
             matched=counts.matched,
             written=counts.written,

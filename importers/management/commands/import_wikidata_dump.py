@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.db.models import Count, Q, Sum
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from core.database import UNAVAILABLE, patiently
 from core.exceptions import EnqueueFailed
@@ -28,6 +28,7 @@ from importers.dump.chunks import file_signature
 from importers.dump.files import DumpUnreadable, NotADump, Span, check_dump, cut, is_compressed, open_dump
 from importers.dump.importer import WikidataDumpImporter
 from importers.dump.lines import Filters
+from importers.dump.slices import plan_slices
 from importers.entity_ids import InvalidEntityId, read_ids
 from importers.management.commands.import_wikidata import (
     NO_WORKER_HINT_AFTER,
@@ -287,6 +288,8 @@ class Command(BaseCommand):
             sinks[number] = (open(partial, "xb", opener=_no_follow), final)  # noqa: SIM115 (closed later)
             return sinks[number][0]
 
+        if self.slice_and_send(dump, importer, progress, reading):
+            return
         error = ""
         with open_dump(path) as (stream, position):
             try:
@@ -310,6 +313,30 @@ class Command(BaseCommand):
         dump.chunks, dump.split_error = count, error
         if error and self.verbosity >= 1:
             progress.console.print(f"{dump.path}: {error}", markup=False)
+
+    def slice_and_send(
+        self, dump: DumpImport, importer: WikidataDumpImporter, progress: Progress, reading: TaskID
+    ) -> bool:
+        """Slice a dump gzipped as Wikimedia gzips it, and send a task per slice; False: it is not.
+
+        The command reads a fraction of the file (``importers.dump.slices``), decompresses none
+        of it and writes no chunk file.
+        """
+        if not dump.path.endswith(".gz"):
+            return False
+        with open(dump.path, "rb") as file:
+            slices = plan_slices(file, dump.size, settings.WIKIDATA_DUMP_SLICE_BYTES)
+        if slices is None:
+            return False
+        for piece in slices:
+            span = Span(piece.number, first_line=1, lines=0, bytes=piece.end - piece.start, start=piece.start)
+            chunk = self.record_chunk(dump, span, dump.path)
+            if chunk is not None:
+                self.send(importer, chunk)
+            progress.update(reading, completed=piece.end)
+        DumpImport.objects.filter(pk=dump.pk).update(chunks=len(slices), split_error="")
+        dump.chunks, dump.split_error = len(slices), ""
+        return True
 
     def close_sink(self, sink: tuple[IO[bytes], Path] | None) -> str | None:
         if sink is None:
@@ -340,8 +367,15 @@ class Command(BaseCommand):
         chunk, created = DumpChunk.objects.get_or_create(dump=dump, number=span.number, defaults=values)
         if created:
             return chunk
+        if chunk.is_slice:
+            if (chunk.start, chunk.bytes) != (span.start, span.bytes):
+                raise CommandError(
+                    f"Slice {span.number} of dump import {dump.pk} was bytes {chunk.start} to "
+                    f"{chunk.start + chunk.bytes}, now {span.start} to {span.start + span.bytes}: the "
+                    "dump changed. Move it to another path to import it anew."
+                )
         # The lines tell a chunk; its bytes differ when an overlong line was cut short in its file.
-        if (chunk.first_line, chunk.lines) != (span.first_line, span.lines):
+        elif (chunk.first_line, chunk.lines) != (span.first_line, span.lines):
             raise CommandError(
                 f"Chunk {span.number} of dump import {dump.pk} was lines {chunk.first_line} to "
                 f"{chunk.first_line + chunk.lines - 1}, now {span.first_line} to "
