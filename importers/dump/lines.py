@@ -23,7 +23,9 @@ __all__ = ("Filters", "Head", "entity_text", "head_of", "main_values", "with_map
 # The first keys of a line of today's dumps (a property's datatype between them). Anchored
 # at the line's first byte, they are the top-level object's own keys: a value nested deeper
 # cannot come first.
-HEAD = re.compile(rb'\{"type":"([a-z]{1,32})",(?:"datatype":"[A-Za-z-]{1,64}",)?"id":"([QPL][1-9][0-9]{0,11})"')
+HEAD = re.compile(
+    rb'\{"type":"([a-z]{1,32})",(?:"datatype":"[A-Za-z-]{1,64}",)?"id":"([QPL][1-9][0-9]{0,11})"'
+)
 # A line's end since 2016: ``"lastrevid":N}``, or today ``"lastrevid":N,"modified":"<time>"}``.
 # Between the revision and the line's last brace, which closes the top-level object, stands no
 # brace and no quote but the key's and the time's own: this ``lastrevid`` is the top-level key

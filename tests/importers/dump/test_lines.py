@@ -253,3 +253,25 @@ def test_on_real_dump_lines_the_text_tests_never_drop_an_entity_the_parsed_filte
         for document in documents:
             if filters.matches(document):
                 assert filters.passes_text(orjson.dumps(document)), (value, document["id"])
+
+
+@pytest.mark.parametrize(
+    ("number", "stored"),
+    [
+        (b"1e-1000000", False),  # orjson reads 0.0; the database refuses it
+        (b"-2.5E+200000", False),
+        (b"3e131072", False),
+        (b"1e-16383", True),  # the database's bounds
+        (b"7E131071", True),
+        (b'"Q5e-1000000"', True),  # in a string: no number
+    ],
+)
+def test_a_number_whose_exponent_the_database_refuses_is_found_however_it_is_written(
+    number: bytes, stored: bool
+) -> None:
+    text = b'{"type":"item","id":"Q1","claims":{"P1":[{"x":[0,' + number + b']}]},"lastrevid":1}'
+    try:
+        check_parsed({"type": "item", "id": "Q1"}, text)
+        assert stored
+    except UnusableDocument:
+        assert not stored
