@@ -99,3 +99,59 @@ if connection.vendor == "postgresql":  # a row lock to hold the chunk mid-way; S
         )
         untouched = DumpChunk.objects.filter(pk__in=done_before)
         assert {chunk.pk: chunk.updated_at for chunk in untouched} == done_before
+
+    def test_two_machines_share_a_sliced_dump_and_one_killed_mid_slice_leaves_the_rest_to_the_other(
+        tmp_path: Path, settings: Any, private_redis: RedisServer, deploy: Callable[..., Deployment]
+    ) -> None:
+        """Two workers (two machines' worth: two hostnames) read the slices of one Wikimedia-style
+        .gz where it lies; the one stuck in a slice is SIGKILLed with its pool, and the other
+        imports that slice when the command is run again: every entity stored once, counted once."""
+        settings.WIKIDATA_DUMP_SLICE_BYTES = 1  # a slice a member
+        path = tmp_path / "dump.json.gz"
+        make_dump.write(path, 200, member_lines=20)
+        ids = [json.loads(text)["id"] for text in make_dump.lines(200)]
+        held = ids[-1]  # in the last slice of entities; its row is held, as above
+        WikidataEntity.objects.create(
+            wikidata_id=held, entity_type="item", data={}, lastrevid=1, fetched_at=timezone.now()
+        )
+        site = deploy(private_redis.url, visibility_timeout=VISIBILITY_TIMEOUT)
+        with psycopg.connect(
+            dbname=connection.settings_dict["NAME"], host="127.0.0.1", user="postgres"
+        ) as holder:
+            holder.execute("SELECT 1 FROM importers_wikidataentity WHERE wikidata_id = %s FOR UPDATE", [held])
+            workers = [site.worker("a", concurrency=2), site.worker("b", concurrency=2)]
+            out, _ = import_dump(path)
+            dump = DumpImport.objects.get()
+            chunks = dump.chunks
+            assert chunks == 1 + 10 + 1  # "[", ten members of 20 lines, "]"
+            assert out.startswith(f"Cut {path} into {chunks} chunks")
+
+            def all_but_the_held_slice_done() -> bool:
+                done = DumpChunk.objects.filter(status=ChunkStatus.DONE).count()
+                return done == chunks - 1 and blocked_on_a_lock()
+
+            wait_until(all_but_the_held_slice_done, timeout=60, why=site.logs)
+            held_slice = DumpChunk.objects.get(status=ChunkStatus.PENDING)
+            assert held_slice.is_slice
+            running = f"import_chunk(chunk_id={held_slice.pk})"
+            (stuck,) = [worker for worker in workers if running in worker.log_text()]
+            (other,) = [worker for worker in workers if worker is not stuck]
+            stuck.kill()  # its main process and pool processes, as when a machine dies
+            holder.rollback()
+        assert WikidataEntity.objects.get(pk=held).lastrevid == 1  # nothing of the slice was kept
+        assert WikidataEntity.objects.count() == 200 - 20 + 1
+        done_before = {
+            chunk.pk: chunk.updated_at for chunk in DumpChunk.objects.filter(status=ChunkStatus.DONE)
+        }
+
+        out, _ = import_dump(path, "--wait", "--timeout", "60")
+        assert out.startswith(f"Resuming dump import {dump.pk}: {chunks - 1} chunks done already")
+        assert counts(out) == "200 entities read, 200 matched, 200 written, 0 unchanged, 0 bad lines"
+        assert set(WikidataEntity.objects.values_list("pk", flat=True)) == set(ids)
+        assert (
+            WikidataEntity.objects.get(pk=held).lastrevid
+            == make_dump.FIRST_REVISION + make_dump.FIRST_ID + 199
+        )
+        assert running in other.log_text()  # the survivor imported the slice
+        untouched = DumpChunk.objects.filter(pk__in=done_before)
+        assert {chunk.pk: chunk.updated_at for chunk in untouched} == done_before
