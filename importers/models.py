@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from django.db import models
 
+from .dump.sources import is_gzip
 from .fields import DocumentField
 
 
@@ -244,10 +245,10 @@ class DumpChunk(models.Model):
     def is_slice(self) -> bool:
         """Whether it is a slice of a gzipped dump (``importers.dump.slices``): whole gzip members.
 
-        Then ``start`` and ``bytes`` are compressed bytes of the dump itself, and its lines are
-        numbered from 1 within the slice and counted when it is imported.
+        Then ``start`` and ``bytes`` are compressed bytes of the dump itself (a path or a URL),
+        and its lines are numbered from 1 within the slice and counted when it is imported.
         """
-        return self.file.endswith(".gz")
+        return is_gzip(self.file)
 
 
 class FollowPosition(models.Model):

@@ -26,6 +26,7 @@ from ..models import ChunkStatus, DumpChunk
 from ..revisions import is_newer
 from .lines import Filters, entity_text, head_of, with_maps_as_objects
 from .slices import SliceUnreadable, inflated
+from .sources import RemoteUnusable, open_source, shown
 from .storage import Row, Staging, stored_revisions
 
 __all__ = ("ChunkCounts", "ChunkUnreadable", "filters_of", "import_chunk", "read_lines")
@@ -102,17 +103,26 @@ def read_lines(
         yield from _lines(file, end - start, first_line, max_bytes, short, start)
 
 
-def read_slice_lines(path: str, start: int, end: int, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
-    """Yield ``(line number in the slice, line)`` for the lines of the gzip members of ``path[start:end]``.
+def read_slice_lines(
+    location: str, start: int, end: int, max_bytes: int, size: int, version: int
+) -> Iterator[tuple[int, bytes | None]]:
+    """Yield ``(line number in the slice, line)`` for the lines of the members of ``location[start:end]``.
+
+    ``location`` is a path or a URL (``importers.dump.sources``) of a dump of ``size`` bytes and
+    ``version``, as the import began with.
 
     Raises:
-        ChunkUnreadable: the file is missing, or its bytes there are not whole gzip members.
+        ChunkUnreadable: the file is missing or changed, or its bytes there are not whole gzip members.
     """
-    with _opened(path) as file:
-        try:
+    try:
+        with open_source(location, size, version) as file:
             yield from _lines(inflated(file, start, end), None, 1, max_bytes, "", 0)
-        except SliceUnreadable as error:
-            raise ChunkUnreadable(f"{path}, bytes {start} to {end}: {error}") from None
+    except FileNotFoundError:
+        raise ChunkUnreadable(
+            f"{location} does not exist: workers must see the dump at the same path"
+        ) from None
+    except (SliceUnreadable, RemoteUnusable) as error:
+        raise ChunkUnreadable(f"{shown(location)}, bytes {start} to {end}: {error}") from None
 
 
 @contextlib.contextmanager
@@ -178,7 +188,8 @@ def import_chunk(chunk: DumpChunk, task_id: str | None) -> ChunkCounts | None:
         staging = Staging()
         end = chunk.start + chunk.bytes
         if chunk.is_slice:
-            lines = read_slice_lines(chunk.file, chunk.start, end, max_bytes)
+            dump = chunk.dump
+            lines = read_slice_lines(chunk.file, chunk.start, end, max_bytes, dump.size, dump.mtime_ns)
         else:
             lines = read_lines(chunk.file, chunk.start, end, chunk.first_line, max_bytes)
         last = chunk.first_line - 1

@@ -25,7 +25,7 @@ import zlib
 from dataclasses import dataclass
 from typing import IO
 
-__all__ = ("Slice", "SliceUnreadable", "inflated", "plan_slices")
+__all__ = ("Slice", "SliceUnreadable", "first_slice_end", "inflated", "plan_slices")
 
 GZIP_HEADER = b"\x1f\x8b\x08"  # RFC 1952: the magic bytes, then "deflate"
 GZIP = 16 + zlib.MAX_WBITS  # zlib's wbits for a gzip member, header and trailer checked
@@ -59,17 +59,10 @@ def plan_slices(file: IO[bytes], size: int, slice_bytes: int) -> list[Slice] | N
     Reads the first member and, near each multiple of ``slice_bytes``, up to the next member
     start: a fraction of the file.
     """
-    file.seek(0)
-    head = file.read(PROOF_INPUT)
-    inflater = zlib.decompressobj(GZIP)
-    try:
-        first = inflater.decompress(head, PROOF_OUTPUT)
-    except zlib.error:
+    nominal = first_slice_end(file)  # the second member: the first entities
+    if nominal is None:
         return None
-    if not inflater.eof or first.strip() != b"[":
-        return None  # one member, or members not as Wikimedia writes them
     starts = [0]
-    nominal = len(head) - len(inflater.unused_data)  # the second member: the first entities
     while True:
         nominal = max(nominal, starts[-1] + slice_bytes)
         if nominal >= size:
@@ -81,6 +74,20 @@ def plan_slices(file: IO[bytes], size: int, slice_bytes: int) -> list[Slice] | N
         nominal = found + 1
     ends = [*starts[1:], size]
     return [Slice(number, start, end) for number, (start, end) in enumerate(zip(starts, ends, strict=True))]
+
+
+def first_slice_end(file: IO[bytes]) -> int | None:
+    """Where the second gzip member starts, if the first holds ``[`` alone, as Wikimedia's; else None."""
+    file.seek(0)
+    head = file.read(PROOF_INPUT)
+    inflater = zlib.decompressobj(GZIP)
+    try:
+        first = inflater.decompress(head, PROOF_OUTPUT)
+    except zlib.error:
+        return None
+    if not inflater.eof or first.strip() != b"[":
+        return None  # one member, or members not as Wikimedia writes them
+    return len(head) - len(inflater.unused_data)
 
 
 def _next_member(file: IO[bytes], offset: int, size: int) -> int | None:

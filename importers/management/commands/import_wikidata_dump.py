@@ -28,7 +28,8 @@ from importers.dump.chunks import file_signature
 from importers.dump.files import DumpUnreadable, NotADump, Span, check_dump, cut, is_compressed, open_dump
 from importers.dump.importer import WikidataDumpImporter
 from importers.dump.lines import Filters
-from importers.dump.slices import plan_slices
+from importers.dump.slices import first_slice_end, plan_slices
+from importers.dump.sources import RemoteUnusable, is_gzip, is_url, open_source, shown, signature_of
 from importers.entity_ids import InvalidEntityId, read_ids
 from importers.management.commands.import_wikidata import (
     NO_WORKER_HINT_AFTER,
@@ -127,7 +128,14 @@ class Command(BaseCommand):
 
     # Checking the arguments: nothing is written before they are all checked.
 
-    def checked_path(self, raw: str) -> Path:
+    def checked_path(self, raw: str) -> str:
+        """The dump's absolute path, or its URL.
+
+        Raises:
+            CommandError: no such file, not a dump, or a URL that cannot be sliced (see ``checked_url``).
+        """
+        if is_url(raw):
+            return self.checked_url(raw)
         path = Path(raw).absolute()
         if not path.exists():
             raise CommandError(f"{raw}: no such file.")
@@ -135,7 +143,26 @@ class Command(BaseCommand):
             check_dump(path)
         except NotADump as error:
             raise CommandError(f"{raw} is not a Wikidata JSON dump: {error}.") from None
-        return path
+        return str(path)
+
+    def checked_url(self, url: str) -> str:
+        """Check that ``url`` serves ranges of a .gz gzipped as Wikimedia gzips it: the workers slice it.
+
+        Raises:
+            CommandError: it cannot be read by ranges, or it is not such a .gz (download it first).
+        """
+        try:
+            size, version = signature_of(url)
+            with open_source(url, size, version) as file:
+                sliced = is_gzip(url) and first_slice_end(file) is not None
+        except RemoteUnusable as error:
+            raise CommandError(str(error)) from None
+        if not sliced:
+            raise CommandError(
+                f"{shown(url)} is not a .gz gzipped as Wikimedia gzips its dumps ('[' alone in a first "
+                "member): only such a dump is read from a URL; download it and give its path."
+            )
+        return url
 
     def filters(self, types: list[str], where: list[str], ids_file: str | None) -> dict[str, Any]:
         """The filters as a dump import keeps them; the ids file is checked whole, in the memory of a line.
@@ -183,13 +210,13 @@ class Command(BaseCommand):
                 f"--ids {path}: {invalid} invalid ids; nothing was imported:\n" + "\n".join(listed) + more
             )
 
-    def chunk_dir(self, path: Path, given: str | None) -> Path | None:
+    def chunk_dir(self, path: str, given: str | None) -> Path | None:
         """The directory for the chunk files of a compressed dump (made if need be); None for a plain dump.
 
         Raises:
             CommandError: it cannot be made or written to.
         """
-        if not is_compressed(path):
+        if is_url(path) or not is_compressed(Path(path)):
             return None
         directory = Path(given or settings.WIKIDATA_DUMP_CHUNK_DIR or f"{path}.chunks").absolute()
         try:
@@ -206,13 +233,16 @@ class Command(BaseCommand):
 
     # The dump import: new, or resumed.
 
-    def start(self, path: Path, filters: dict[str, Any], chunk_dir: Path | None) -> DumpImport:
+    def start(self, path: str, filters: dict[str, Any], chunk_dir: Path | None) -> DumpImport:
         """Resume the unfinished import of this dump file with these filters, or begin a new one.
 
         Raises:
             CommandError: the database cannot be used; says why.
         """
-        size, mtime_ns = file_signature(str(path))
+        try:
+            size, mtime_ns = signature_of(path)
+        except RemoteUnusable as error:
+            raise CommandError(str(error)) from None
         chunk_bytes = settings.WIKIDATA_DUMP_CHUNK_BYTES
         if chunk_bytes < 1024:
             raise CommandError(f"WIKIDATA_DUMP_CHUNK_BYTES is {chunk_bytes}: it must be at least 1024.")
@@ -322,10 +352,15 @@ class Command(BaseCommand):
         The command reads a fraction of the file (``importers.dump.slices``), decompresses none
         of it and writes no chunk file.
         """
-        if not dump.path.endswith(".gz"):
+        if not is_gzip(dump.path):
             return False
-        with open(dump.path, "rb") as file:
-            slices = plan_slices(file, dump.size, settings.WIKIDATA_DUMP_SLICE_BYTES)
+        try:
+            with open_source(dump.path, dump.size, dump.mtime_ns) as file:
+                slices = plan_slices(file, dump.size, settings.WIKIDATA_DUMP_SLICE_BYTES)
+        except RemoteUnusable as error:
+            raise CommandError(
+                f"{error}; run the same command again to resume dump import {dump.pk}."
+            ) from None
         if slices is None:
             return False
         for piece in slices:
