@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -17,6 +20,7 @@ from bench import make_dump
 from importers.models import ChunkStatus, DumpChunk, DumpImport, WikidataEntity
 from tests.importers.dump.test_command import counts, import_dump
 from tests.production.conftest import Deployment, RedisServer
+from tests.support.nginx import NEEDS_NGINX, nginx_serving
 from tests.support.shared import NEEDS_SHARED
 from tests.support.waiting import wait_until
 
@@ -24,6 +28,14 @@ pytestmark = [pytest.mark.django_db(transaction=True), NEEDS_SHARED]  # workers 
 
 # Short, so that a new worker hands out the dead worker's unacknowledged message at once.
 VISIBILITY_TIMEOUT = 2
+
+
+def import_location(location: str, tmp_path: Path, *args: str) -> str:
+    """Run the command on a dump's path or URL; return what it printed."""
+    out = io.StringIO()
+    call_command("import_wikidata_dump", location, "--chunk-dir", str(tmp_path / "chunks"), *args,
+                 stdout=out, stderr=io.StringIO())  # fmt: skip
+    return out.getvalue()
 
 
 def blocked_on_a_lock() -> bool:
@@ -100,15 +112,32 @@ if connection.vendor == "postgresql":  # a row lock to hold the chunk mid-way; S
         untouched = DumpChunk.objects.filter(pk__in=done_before)
         assert {chunk.pk: chunk.updated_at for chunk in untouched} == done_before
 
+    @pytest.mark.parametrize("source", ["path", pytest.param("nginx", marks=NEEDS_NGINX)])
     def test_two_machines_share_a_sliced_dump_and_one_killed_mid_slice_leaves_the_rest_to_the_other(
-        tmp_path: Path, settings: Any, private_redis: RedisServer, deploy: Callable[..., Deployment]
+        tmp_path: Path,
+        settings: Any,
+        private_redis: RedisServer,
+        deploy: Callable[..., Deployment],
+        source: str,
     ) -> None:
         """Two workers (two machines' worth: two hostnames) read the slices of one Wikimedia-style
-        .gz where it lies; the one stuck in a slice is SIGKILLed with its pool, and the other
-        imports that slice when the command is run again: every entity stored once, counted once."""
+        .gz, where it lies or by HTTP ranges from nginx; the one stuck in a slice is SIGKILLed with
+        its pool, and the other imports that slice when the command is run again: every entity
+        stored once, counted once."""
         settings.WIKIDATA_DUMP_SLICE_BYTES = 1  # a slice a member
-        path = tmp_path / "dump.json.gz"
+        (tmp_path / "www").mkdir()
+        path = tmp_path / "www" / "dump.json.gz"
         make_dump.write(path, 200, member_lines=20)
+        with ExitStack() as stack:
+            location = str(path)
+            if source == "nginx":
+                server = stack.enter_context(nginx_serving(tmp_path / "www", tmp_path / "nginx"))
+                location = server.url(path.name)
+            run_slices_and_kill_one(location, tmp_path, private_redis, deploy)
+
+    def run_slices_and_kill_one(
+        location: str, tmp_path: Path, private_redis: RedisServer, deploy: Callable[..., Deployment]
+    ) -> None:
         ids = [json.loads(text)["id"] for text in make_dump.lines(200)]
         held = ids[-1]  # in the last slice of entities; its row is held, as above
         WikidataEntity.objects.create(
@@ -120,11 +149,11 @@ if connection.vendor == "postgresql":  # a row lock to hold the chunk mid-way; S
         ) as holder:
             holder.execute("SELECT 1 FROM importers_wikidataentity WHERE wikidata_id = %s FOR UPDATE", [held])
             workers = [site.worker("a", concurrency=2), site.worker("b", concurrency=2)]
-            out, _ = import_dump(path)
+            out = import_location(location, tmp_path)
             dump = DumpImport.objects.get()
             chunks = dump.chunks
             assert chunks == 1 + 10 + 1  # "[", ten members of 20 lines, "]"
-            assert out.startswith(f"Cut {path} into {chunks} chunks")
+            assert out.startswith(f"Cut {location} into {chunks} chunks")
 
             def all_but_the_held_slice_done() -> bool:
                 done = DumpChunk.objects.filter(status=ChunkStatus.DONE).count()
@@ -144,7 +173,7 @@ if connection.vendor == "postgresql":  # a row lock to hold the chunk mid-way; S
             chunk.pk: chunk.updated_at for chunk in DumpChunk.objects.filter(status=ChunkStatus.DONE)
         }
 
-        out, _ = import_dump(path, "--wait", "--timeout", "60")
+        out = import_location(location, tmp_path, "--wait", "--timeout", "60")
         assert out.startswith(f"Resuming dump import {dump.pk}: {chunks - 1} chunks done already")
         assert counts(out) == "200 entities read, 200 matched, 200 written, 0 unchanged, 0 bad lines"
         assert set(WikidataEntity.objects.values_list("pk", flat=True)) == set(ids)
