@@ -69,6 +69,10 @@ def test_with_the_broker_down_import_wikidata_fails_within_seconds_naming_the_id
 # Short, so that at reconnection the worker restores the messages it had in flight (they are
 # older than this by then) rather than after the production hour; both sides get it.
 VISIBILITY_TIMEOUT = 2
+# How often a worker restores the unacknowledged messages older than the visibility timeout: kombu's
+# Redis transport tries every 10 s (Transport.register_with_event_loop) and acts on every 10th try
+# (QoS.restore_visible's interval).
+RESTORE_PERIOD = 10 * 10
 
 
 def test_the_worker_reconnects_after_a_redis_restart_mid_import_and_every_id_ends_with_an_outcome(
@@ -100,7 +104,11 @@ def test_the_worker_reconnects_after_a_redis_restart_mid_import_and_every_id_end
     time.sleep(VISIBILITY_TIMEOUT + 1)  # down for longer than the visibility timeout
     persistent_redis.start()
 
-    found = wait_for_outcomes(ids, timeout=60, why=site.logs)
+    # Within a minute, nearly always. Seldom (once in some hundred runs, on a loaded machine), a
+    # message received again after the restart was handed to a pool process that never ran it;
+    # it is still unacknowledged in Redis, and kombu delivers it again when it next restores the
+    # unacknowledged messages older than the visibility timeout: every 100 s (RESTORE_PERIOD).
+    found = wait_for_outcomes(ids, timeout=RESTORE_PERIOD + 60, why=site.logs)
     assert set(found.values()) <= {"imported", "unchanged"}, found
     assert WikidataEntity.objects.count() == len(ids)
     assert "Connection to broker lost" in worker.log_text()
