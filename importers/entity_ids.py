@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from typing import IO
 
 __all__ = (
+    "ENTITY_ID",
+    "ENTITY_ID_PATTERN",
+    "ENTITY_NUMBER",
     "MAX_ID_LENGTH",
     "MAX_LINE_BYTES",
     "InvalidEntityId",
@@ -17,8 +20,11 @@ __all__ = (
     "shown",
 )
 
-# Items (Q), properties (P) and lexemes (L): what Special:EntityData serves for an import.
-ENTITY_ID = re.compile(r"[QPL][1-9][0-9]{0,11}")
+# Items (Q), properties (P) and lexemes (L): what Special:EntityData serves for an import. The
+# one definition of an entity id: the dump's line reader, filters and --where build on it.
+ENTITY_NUMBER = r"[1-9][0-9]{0,11}"
+ENTITY_ID_PATTERN = rf"[QPL]{ENTITY_NUMBER}"
+ENTITY_ID = re.compile(ENTITY_ID_PATTERN)
 # The longest id ENTITY_ID accepts: anything longer is refused before it is looked at.
 MAX_ID_LENGTH = 13
 # The longest line of an id file that is read: an id, and room for a comment. Of a longer line

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..documents import MAX_DEPTH, MAX_TYPE_LENGTH, UnusableDocument, check, summarize
-from ..entity_ids import InvalidEntityId, SourcedId, read_ids
+from ..entity_ids import ENTITY_ID, InvalidEntityId, SourcedId, read_ids
 from ..models import ChunkStatus, DumpChunk
 from ..revisions import is_newer
 from .lines import Filters, entity_text, head_of, with_maps_as_objects
@@ -31,7 +31,6 @@ from .storage import Row, Staging, stored_revisions
 
 __all__ = ("ChunkCounts", "ChunkUnreadable", "filters_of", "import_chunk", "read_lines")
 
-ENTITY_ID = re.compile(r"[QPL][1-9][0-9]{0,11}")
 # A chunk's bad lines are all counted; the first ones are kept, with why, for people to look at.
 MAX_LISTED_BAD = 100
 MAX_REASON = 200

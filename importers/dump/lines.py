@@ -18,13 +18,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..entity_ids import ENTITY_ID, ENTITY_ID_PATTERN
+
 __all__ = ("Filters", "Head", "entity_text", "head_of", "main_values", "with_maps_as_objects")
 
 # The first keys of a line of today's dumps (a property's datatype between them). Anchored
 # at the line's first byte, they are the top-level object's own keys: a value nested deeper
 # cannot come first.
 HEAD = re.compile(
-    rb'\{"type":"([a-z]{1,32})",(?:"datatype":"[A-Za-z-]{1,64}",)?"id":"([QPL][1-9][0-9]{0,11})"'
+    rb'\{"type":"([a-z]{1,32})",(?:"datatype":"[A-Za-z-]{1,64}",)?"id":"('
+    + ENTITY_ID_PATTERN.encode()
+    + rb')"'
 )
 # A line's end since 2016: ``"lastrevid":N}``, or today ``"lastrevid":N,"modified":"<time>"}``.
 # Between the revision and the line's last brace, which closes the top-level object, stands no
@@ -214,9 +218,8 @@ class Filters:
 
 def _needle(value: str) -> bytes | None:
     """The bytes a line holding ``value`` as a main value surely contains, or None if it cannot be told."""
-    entity = re.fullmatch(r"[QPL]([1-9][0-9]{0,11})", value)
-    if entity is not None:
-        return b'"numeric-id":' + entity.group(1).encode()
+    if ENTITY_ID.fullmatch(value):
+        return b'"numeric-id":' + value[1:].encode()
     if PLAIN_VALUE.fullmatch(value):
         return b'"' + value.encode() + b'"'
     return None

@@ -207,3 +207,11 @@ def test_a_200_mb_junk_file_is_refused_in_flat_memory_with_a_short_message(tmp_p
     assert f"  ... and {int(counted[1]) - 50} more\n" in message
     assert f"  line 2: a line of {JUNK_MB // 4 << 20} bytes, longer than 1024: not an id\n" in message
     assert peak - baseline < 16, f"peak RSS {peak:.0f} MiB against {baseline:.0f} MiB for 4 MB of junk"
+
+
+def test_an_entity_id_is_defined_in_one_place() -> None:
+    """``importers.entity_ids`` owns the pattern; the dump's readers, filters and --where build on it."""
+    root = Path(__file__).resolve().parents[2]
+    product = [*root.glob("importers/**/*.py"), *root.glob("core/**/*.py")]
+    owners = sorted(str(path.relative_to(root)) for path in product if "[QPL]" in path.read_text())
+    assert owners == ["importers/entity_ids.py"]
