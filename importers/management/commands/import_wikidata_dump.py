@@ -30,7 +30,7 @@ from importers.dump.importer import WikidataDumpImporter
 from importers.dump.lines import Filters
 from importers.dump.slices import first_slice_end, plan_slices
 from importers.dump.sources import RemoteUnusable, is_gzip, is_url, open_source, shown, signature_of
-from importers.entity_ids import InvalidEntityId, read_ids
+from importers.entity_ids import ENTITY_ID, ENTITY_NUMBER, InvalidEntityId, read_ids
 from importers.management.commands.import_wikidata import (
     NO_WORKER_HINT_AFTER,
     _Unstyled,
@@ -41,7 +41,7 @@ from importers.management.commands.import_wikidata import (
 from importers.models import ChunkStatus, DumpChunk, DumpImport
 
 TYPES = ("item", "property", "lexeme")
-WHERE = re.compile(r"([Pp][1-9][0-9]{0,11})=(.+)")
+WHERE = re.compile(rf"([Pp]{ENTITY_NUMBER})=(.+)")
 # Failed chunks and bad lines listed in the summary; the admin and DumpChunk have the rest.
 MAX_LISTED = 20
 # How often the progress is read from the database.
@@ -67,6 +67,9 @@ class Totals:
 class Command(BaseCommand):
     help = "Import a Wikidata JSON dump (.json.gz, .json.bz2 or .json), one Celery task per chunk of it."
     verbosity = 1
+
+    # The number of the chunk to cut anew: the last one of a resumed import whose read failed.
+    recut: int | None = None
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", metavar="PATH", help="The dump: .json.gz, .json.bz2 or plain .json.")
@@ -179,7 +182,7 @@ class Command(BaseCommand):
                     "then the value of its statements: an entity id, a string, an amount or a time)."
                 )
             value = found.group(2).strip()
-            if re.fullmatch(r"[qpl][1-9][0-9]{0,11}", value):
+            if ENTITY_ID.fullmatch(value.upper()):
                 value = value.upper()
             conditions.setdefault(found.group(1).upper(), set()).add(value)
         described: dict[str, Any] = Filters(
@@ -260,6 +263,10 @@ class Command(BaseCommand):
                     self.stdout.write(
                         f"Resuming dump import {previous.pk}: {done} chunks done already are skipped."
                     )
+                # The last chunk of a read that failed may have been cut short: it is cut anew.
+                self.recut = previous.chunk_set.order_by("-number").values_list("number", flat=True).first()
+                if not previous.split_error:
+                    self.recut = None
                 # The chunk directory given now is where the chunks not done yet are written again.
                 previous.split_error, previous.chunk_dir = "", str(chunk_dir or "")
                 DumpImport.objects.filter(pk=previous.pk).update(split_error="", chunk_dir=previous.chunk_dir)
@@ -293,6 +300,8 @@ class Command(BaseCommand):
         """
         path = Path(dump.path)
         done = set(dump.chunk_set.filter(status=ChunkStatus.DONE).values_list("number", flat=True))
+        if self.recut is not None:
+            done.discard(self.recut)
         importer = WikidataDumpImporter()
         sinks: dict[int, tuple[IO[bytes], Path]] = {}
         reading = progress.add_task("reading", total=dump.size, rate="")
@@ -329,6 +338,8 @@ class Command(BaseCommand):
                     chunk = self.record_chunk(dump, span, file)
                     if chunk is not None:
                         self.send(importer, chunk)
+                    elif file != dump.path:  # a chunk cut anew, done already (see record_chunk)
+                        os.remove(file)
                     progress.update(reading, completed=position())
                     if time.monotonic() - last_poll >= POLL:
                         last_poll = time.monotonic()
@@ -385,7 +396,10 @@ class Command(BaseCommand):
         """Keep a chunk as cut, to be imported; return it, or None when it is done already.
 
         A chunk done already (in an earlier run, or by another command resuming the same import
-        at once) is left as it is, with its counts.
+        at once) is left as it is, with its counts. Except the last chunk of an earlier read that
+        failed (a truncated or corrupt dump): how far such a dump decompresses may vary (lbzip2
+        decompresses blocks in parallel), so that chunk is cut anew, and imported again when it
+        now holds more lines; its counts are replaced, not added to.
 
         Raises:
             CommandError: a chunk of the resumed import was cut differently: the dump changed.
@@ -409,6 +423,11 @@ class Command(BaseCommand):
                     f"{chunk.start + chunk.bytes}, now {span.start} to {span.start + span.bytes}: the "
                     "dump changed. Move it to another path to import it anew."
                 )
+        elif span.number == self.recut and chunk.first_line == span.first_line:
+            if chunk.status == ChunkStatus.DONE and span.lines <= chunk.lines:
+                return None  # its lines are imported
+            DumpChunk.objects.filter(pk=chunk.pk).update(**values)
+            return chunk
         # The lines tell a chunk; its bytes differ when an overlong line was cut short in its file.
         elif (chunk.first_line, chunk.lines) != (span.first_line, span.lines):
             raise CommandError(
