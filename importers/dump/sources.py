@@ -134,9 +134,11 @@ def _checked(
     return total
 
 
-def shown(url: str) -> str:
-    """The URL without its query: a presigned URL's signature is a credential."""
-    parts = urlsplit(url)
+def shown(location: str) -> str:
+    """A path as it is; a URL without its query: a presigned URL's signature is a credential."""
+    if not is_url(location):
+        return location
+    parts = urlsplit(location)
     return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?..." if parts.query else "")
 
 

@@ -28,6 +28,7 @@ from importers.dump.chunks import file_signature
 from importers.dump.files import DumpUnreadable, NotADump, Span, check_dump, cut, is_compressed, open_dump
 from importers.dump.importer import WikidataDumpImporter
 from importers.dump.lines import Filters
+from importers.dump.locks import DumpBusy, reading_alone
 from importers.dump.slices import first_slice_end, plan_slices
 from importers.dump.sources import RemoteUnusable, is_gzip, is_url, open_source, shown, signature_of
 from importers.entity_ids import ENTITY_ID, ENTITY_NUMBER, InvalidEntityId, read_ids
@@ -118,6 +119,7 @@ class Command(BaseCommand):
             if options["sync"]:
                 stack.enter_context(in_process())
             here = runs_in_process()
+            self.hold(stack, path)
             dump = self.start(path, filters, chunk_dir)
             # The bar is for people: shown on a terminal, or when asked to wait.
             shown = self.verbosity >= 1 and (options["wait"] or self.stderr.isatty())
@@ -279,6 +281,22 @@ class Command(BaseCommand):
                 chunk_bytes=chunk_bytes,
                 chunk_dir=str(chunk_dir or ""),
             )
+        except DatabaseError as error:
+            raise CommandError(database_problem(error)) from None
+
+    def hold(self, stack: ExitStack, path: str) -> None:
+        """Hold the dump's lock until the command ends (``importers.dump.locks``).
+
+        Raises:
+            CommandError: another command is importing this dump now.
+        """
+        try:
+            stack.enter_context(reading_alone(path))
+        except DumpBusy:
+            raise CommandError(
+                f"Another import_wikidata_dump is importing {shown(path)} now: nothing was done. Run this "
+                "command again once it has ended, to resume whatever it leaves."
+            ) from None
         except DatabaseError as error:
             raise CommandError(database_problem(error)) from None
 

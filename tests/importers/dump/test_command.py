@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
+import fcntl
 import gzip
 import io
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -25,6 +29,7 @@ from importers.dump import chunks
 from importers.dump.files import open_dump
 from importers.dump.importer import WikidataDumpImporter
 from importers.dump.lines import main_values
+from importers.dump.locks import lock_key
 from importers.importers import WikidataImporter
 from importers.models import ChunkStatus, DumpChunk, DumpImport, WikidataEntity
 from tests.support.shared import NEEDS_SHARED, SHARED
@@ -589,3 +594,37 @@ def test_a_dump_written_as_one_json_array_on_one_line_is_refused(tmp_path: Path)
     with pytest.raises(CommandError, match="not alone on the first line"):
         import_dump(path)
     assert WikidataEntity.objects.count() == 0
+
+
+@contextlib.contextmanager
+def another_command_importing(path: Path) -> Iterator[None]:
+    """Hold the dump's lock as another import_wikidata_dump would: from another session, or process."""
+    if connection.vendor == "postgresql":
+        database = connection.settings_dict
+        with psycopg.connect(
+            dbname=database["NAME"], host=database["HOST"], port=database["PORT"] or None,
+            user=database["USER"], autocommit=True,
+        ) as other:  # fmt: skip
+            other.execute("SELECT pg_advisory_lock(%s)", [lock_key(str(path))])
+            yield
+    else:
+        with open(path, "rb") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)
+            yield
+
+
+def test_a_second_command_on_a_dump_being_imported_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    """Before: two commands on one dump at once cut the same chunks, each pointing them at its own
+    files: one could die with FileNotFoundError, and chunk files were left behind."""
+    texts = [make_dump.dump_line(template, 500 + n) for n, template in enumerate(make_dump.templates()[:12])]
+    dump = write_dump(tmp_path / "dump.json.gz", texts)
+    with another_command_importing(dump), pytest.raises(CommandError) as refused:
+        import_dump(dump)
+    assert str(refused.value) == (
+        f"Another import_wikidata_dump is importing {dump} now: nothing was done. Run this command "
+        "again once it has ended, to resume whatever it leaves."
+    )
+    assert not DumpImport.objects.exists()
+    assert not (tmp_path / "chunks").exists() or list((tmp_path / "chunks").iterdir()) == []
+    out, _ = import_dump(dump)  # the lock went with the other command
+    assert counts(out) == "12 entities read, 12 matched, 12 written, 0 unchanged, 0 bad lines"
