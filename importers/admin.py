@@ -32,7 +32,16 @@ from .dump import admin as dump_admin  # noqa: F401  (the dump imports' pages)
 from .fetch import MAX_BATCH
 from .importers import WikidataImporter
 from .jsoncodec import dumps
-from .models import SUCCESSFUL, ImportOutcome, ImportRun, RunOutcome, Status, WikidataEntity, WikidataRedirect
+from .models import (
+    SUCCESSFUL,
+    ImportOutcome,
+    ImportRun,
+    RunOrigin,
+    RunOutcome,
+    Status,
+    WikidataEntity,
+    WikidataRedirect,
+)
 
 # The most entities one admin action sends: a run is built in the request, and ten pages of
 # entities is what a person selects by hand; the import_wikidata command takes more.
@@ -242,7 +251,7 @@ class WikidataEntityAdmin(ReadOnlyAdmin):
                 messages.ERROR,
             )
             return
-        run = ImportRun.objects.create()
+        run = ImportRun.objects.create(origin=RunOrigin.ADMIN)
         run.request((wikidata_id, f"admin {verb}") for wikidata_id in ids)
         run.set_requested(len(ids))
         # A worker must find the run: send after the commit, where a broker failure can still
@@ -306,6 +315,7 @@ class ImportRunAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "state",
+        "origin",
         "created_at",
         "last_outcome_at",
         "requested",
@@ -313,7 +323,7 @@ class ImportRunAdmin(ReadOnlyAdmin):
         "not_imported",
         "outcomes",
     )
-    fields = ("created_at", "requested", "outcomes_by_status")
+    fields = ("origin", "created_at", "requested", "outcomes_by_status")
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet[ImportRun]:

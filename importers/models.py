@@ -55,10 +55,24 @@ class Status(models.TextChoices):
 SUCCESSFUL = (Status.IMPORTED, Status.UNCHANGED, Status.REDIRECTED)
 
 
+class RunOrigin(models.TextChoices):
+    """What started a run. (``follow_wikidata`` sends its batches without a run: one a batch,
+    every 2 s, would bury the others; its outcomes are in ImportOutcome.)"""
+
+    COMMAND = "command", "a command (import_wikidata, refresh_wikidata)"
+    ADMIN = "admin", "the admin (refresh or re-import selected)"
+
+
 class ImportRun(models.Model):
     """One ``import_wikidata`` call: the ids it requested, each with its outcome in this run."""
 
     created_at = models.DateTimeField(auto_now_add=True)
+    origin = models.CharField(
+        max_length=16,
+        choices=RunOrigin.choices,
+        blank=True,
+        help_text="What started it; blank for runs recorded before origins were (migration 0005).",
+    )
     requested = models.PositiveIntegerField(default=0, help_text="Ids sent, duplicates left out.")
 
     def __str__(self) -> str:

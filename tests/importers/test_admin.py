@@ -25,6 +25,7 @@ from importers.importers import WikidataImporter
 from importers.models import (
     ImportOutcome,
     ImportRun,
+    RunOrigin,
     RunOutcome,
     Status,
     WikidataEntity,
@@ -201,6 +202,21 @@ def test_the_run_list_tells_a_failed_run_from_a_good_one_and_a_running_one(admin
     assert states == ["running", "finished, with failures", "finished"]
     assert not_imported == ["0", "2", "0"]
     assert page.count('<td class="field-last_outcome_at') == 3
+
+
+def test_the_run_list_and_page_say_what_started_each_run(admin_client: Client) -> None:
+    *_, admin = ImportRun.objects.bulk_create(
+        ImportRun(origin=origin) for origin in ("", RunOrigin.COMMAND, RunOrigin.ADMIN)
+    )
+    page = admin_client.get(changelist("importrun")).text
+    origins = re.findall(r'<td class="field-origin">([^<]+)</td>', page)
+    assert origins == [  # newest first; a run from before origins were recorded shows none
+        "the admin (refresh or re-import selected)",
+        "a command (import_wikidata, refresh_wikidata)",
+        "-",
+    ]
+    page = admin_client.get(reverse("admin:importers_importrun_change", args=[admin.pk])).text
+    assert "the admin (refresh or re-import selected)" in page
 
 
 def test_a_run_page_counts_its_outcomes_by_status_each_linking_to_them(admin_client: Client) -> None:
@@ -396,6 +412,7 @@ def test_refreshing_entities_whose_revision_is_stored_leaves_them_unchanged(
     }
     assert list(run.outcomes.values_list("origin", flat=True)) == ["admin refresh", "admin refresh"]
     assert run.requested == 2
+    assert run.origin == "admin"
 
 
 @actions

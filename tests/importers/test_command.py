@@ -33,6 +33,7 @@ def test_each_id_is_printed_with_its_outcome_and_label(served: StandInWikidata) 
         f"Run {ImportRun.objects.get().pk}: 4 imported, 1 redirected.",
         "Every id was imported.",
     ]
+    assert ImportRun.objects.get().origin == "command"
 
 
 def test_any_id_that_was_not_imported_makes_the_command_fail_naming_it(served: StandInWikidata) -> None:

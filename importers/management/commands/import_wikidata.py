@@ -34,7 +34,7 @@ from core.tasks import call_importer_method
 from importers.entity_ids import InvalidEntityId, SourcedId, read_ids
 from importers.fetch import MAX_BATCH, request_budget
 from importers.importers import WikidataImporter, chunked
-from importers.models import ImportRun, RunOutcome, Status
+from importers.models import ImportRun, RunOrigin, RunOutcome, Status
 
 # Listing every failed id is useful up to a point; past it, the admin has the rest.
 MAX_LISTED = 50
@@ -124,7 +124,7 @@ class Command(BaseCommand):
             CommandError: the database is locked, has no tables yet, or cannot be used; says which.
         """
         try:
-            return ImportRun.objects.create()
+            return ImportRun.objects.create(origin=RunOrigin.COMMAND)
         except DatabaseError as error:
             raise CommandError(database_problem(error)) from None
 
