@@ -9,6 +9,7 @@ paginated, rather than an inline of thousands of rows.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
@@ -50,6 +51,12 @@ MAX_SELECTED = 1000
 NAMESPACES = {"P": "Property:", "L": "Lexeme:"}
 # How much of a folded entry its summary shows.
 PREVIEW_CHARS = 100
+# A page shows at most this many entries of a top-level key, each pretty-printed up to this many
+# characters: a stored document may hold up to WIKIDATA_MAX_RESPONSE_VALUES values (a million
+# empty arrays made a page of 33.6 MB, built in 750 MB), and Wikidata's largest entities have a
+# few thousand statements.
+MAX_SHOWN_ENTRIES = 2000
+MAX_SHOWN_CHARS = 200_000
 # The status filter's value for the ids of a run that have no outcome yet (stored as "").
 NO_OUTCOME = "none"
 
@@ -76,7 +83,10 @@ def _count(value: list[Any] | dict[str, Any]) -> str:
 
 
 def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    if len(text) <= MAX_SHOWN_CHARS:
+        return text
+    return f"{text[:MAX_SHOWN_CHARS]}\n… ({len(text) - MAX_SHOWN_CHARS:,} more characters not shown)"
 
 
 def _preview(value: Any) -> str:
@@ -85,10 +95,12 @@ def _preview(value: Any) -> str:
 
 
 def _entries(value: list[Any] | dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """The first ``MAX_SHOWN_ENTRIES`` entries of ``value``, each named."""
     if isinstance(value, dict):
-        yield from ((json.dumps(key, ensure_ascii=False), item) for key, item in value.items())
+        named = ((json.dumps(key, ensure_ascii=False), item) for key, item in value.items())
     else:
-        yield from ((f"[{index}]", item) for index, item in enumerate(value))
+        named = ((f"[{index}]", item) for index, item in enumerate(value))
+    yield from itertools.islice(named, MAX_SHOWN_ENTRIES)
 
 
 def _folded(name: str, value: list[Any] | dict[str, Any]) -> SafeString:
@@ -108,13 +120,20 @@ def _folded(name: str, value: list[Any] | dict[str, Any]) -> SafeString:
             for entry, item in _entries(value)
         ),
     )
+    hidden = len(value) - MAX_SHOWN_ENTRIES
+    more = (
+        format_html('<p class="document-more">… and {} more not shown</p>', f"{hidden:,}")
+        if hidden > 0
+        else ""
+    )
     return format_html(
         '<details class="document-key"><summary>{}: <span class="document-size">{}, {}</span></summary>'
-        "{}</details>",
+        "{}{}</details>",
         name,
         _count(value),
         _size(dumps(value)),
         entries,
+        more,
     )
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from core.sender import TaskSender
-from importers.admin import MAX_SELECTED, document_html, run_outcomes_url, wikidata_url
+from importers.admin import MAX_SELECTED, MAX_SHOWN_ENTRIES, document_html, run_outcomes_url, wikidata_url
 from importers.importers import WikidataImporter
 from importers.models import (
     ImportOutcome,
@@ -365,6 +365,21 @@ def test_a_document_folds_each_top_level_key_and_each_entry_and_pretty_prints_th
     assert '<summary>&quot;forms&quot;: <span class="document-size">2 items, 31 bytes</span>' in html
     assert "<summary>[1]: " in html
     assert '<pre class="document-value">{\n  &quot;language&quot;: &quot;en&quot;,\n' in html
+
+
+def test_a_huge_document_shows_a_bounded_page_saying_what_it_leaves_out() -> None:
+    """Before: a stored answer of a million empty arrays made a page of 33.6 MB, built in 750 MB."""
+    html = document_html(
+        {
+            "id": "Q1",
+            "claims": {f"P{number}": [] for number in range(1, 500_001)},
+            "sitelinks": {"enwiki": {"site": "enwiki", "title": "x" * 5_000_000}},
+        }
+    )
+    assert len(html) < 2_000_000
+    assert html.count('<details class="document-entry">') == MAX_SHOWN_ENTRIES + 1
+    assert f'<p class="document-more">… and {500_000 - MAX_SHOWN_ENTRIES:,} more not shown</p>' in html
+    assert "more characters not shown)</pre>" in html
 
 
 def test_the_documents_script_and_style_are_a_few_kilobytes_found_by_staticfiles() -> None:
