@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 
 OK = "ok"
 DOWN = "down"
+FULL = "full"  # a Redis that answers, but refuses every write
+# Within this share of its maxmemory, a Redis that evicts nothing is full: on Heroku's 25 MB,
+# 500 KB, some 350 queued messages.
+FULL_MARGIN = 0.02
 IN_PROCESS = "none: tasks run in process"
 # Seconds to connect to the broker and hear from it: the whole answer must take under a second,
 # or an uptime check holds a web worker for as long as the broker is away.
@@ -42,7 +46,8 @@ def health(request: HttpRequest) -> JsonResponse:
     The broker is ``"none: tasks run in process"`` when none is configured (that is healthy).
     ``"redis"`` is there when the settings name a Redis besides the broker (``REDIS_URL``, the
     request budget's ``WIKIDATA_LIMITER_URL``, ...): it is ``"ok"`` when each answers through the
-    client the importers use, with the project's TLS policy, not only through the broker's.
+    client the importers use, with the project's TLS policy, not only through the broker's, and
+    ``"full"`` (a 503) when one is at its ``maxmemory`` and refuses writes.
     Why something is down goes to the log, never to the client: the errors name hosts and ports.
     """
     # The checks run side by side, so that together they take no longer than the slowest, and
@@ -58,7 +63,7 @@ def health(request: HttpRequest) -> JsonResponse:
         checks = {name: _result(name, future, deadline) for name, future in futures.items()}
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    healthy = DOWN not in checks.values()
+    healthy = not {DOWN, FULL} & set(checks.values())
     return JsonResponse(checks, status=200 if healthy else 503)
 
 
@@ -127,9 +132,31 @@ def _check_redis(urls: list[str]) -> str:
         )
         try:
             client.ping()
+            if _refuses_writes(client):
+                logger.warning("Health check: the Redis at %s is full: it refuses writes", safe_url(url))
+                return FULL
         except Exception as error:
             logger.warning("Health check: the Redis at %s is down: %r", safe_url(url), error)
             return DOWN
         finally:
             client.close()
     return OK
+
+
+def _refuses_writes(client: redis.Redis) -> bool:
+    """Whether Redis is at its ``maxmemory`` with ``noeviction``: it refuses writes, while PING answers.
+
+    Then nothing can be enqueued, no budget slot taken, and a worker cannot start (kombu's
+    restore of unacknowledged messages, at start, takes a lock with a SET). Full means within
+    ``FULL_MARGIN`` of the limit: Redis refuses a write when the memory it holds, the command's
+    own bytes counted, would pass it, so a tiny probe may pass where a message is refused. A
+    server that does not tell (INFO refused, as some hosted ones do) is taken at its word.
+    """
+    try:
+        memory: dict[str, Any] = client.info("memory")  # type: ignore[assignment]  # sync client
+    except redis.ResponseError:
+        return False
+    limit = int(memory.get("maxmemory") or 0)
+    if not limit or memory.get("maxmemory_policy") != "noeviction":
+        return False
+    return int(memory.get("used_memory") or 0) >= limit * (1 - FULL_MARGIN)

@@ -8,13 +8,16 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from unittest import mock
 
 import pytest
+import redis
 from django.db import OperationalError, connections
 from django.test import Client
 
 from config.celery_app import app
+from tests.production.conftest import RedisServer
 
 pytestmark = pytest.mark.django_db
 
@@ -128,7 +131,7 @@ def test_health_is_a_503_json_naming_what_is_down_within_a_second_with_the_detai
             response = client.get("/health/")
         elapsed = time.monotonic() - started
 
-    assert response.status_code == 503
+    assert response.status_code == 503, response.json()
     assert response["Content-Type"] == "application/json"
     assert response.json() == {"database": database, "broker": broker_state, "redis": broker_state}
     assert elapsed < 1.0
@@ -149,7 +152,7 @@ def test_health_answers_while_the_database_hangs_and_names_it_down(
         response = client.get("/health/")
     elapsed = time.monotonic() - started
 
-    assert response.status_code == 503
+    assert response.status_code == 503, response.json()
     assert response.json() == {"database": "down", "broker": "none: tasks run in process"}
     assert elapsed < 30  # the hang lasts 60 s: the answer did not wait for it
     assert "the database did not answer" in caplog.text
@@ -160,3 +163,23 @@ def test_postgresql_connections_have_a_connect_timeout() -> None:
 
     assert database("postgres://u@db.example.com/d")["OPTIONS"]["connect_timeout"] == 10
     assert database("postgres://u@db.example.com/d?connect_timeout=3")["OPTIONS"]["connect_timeout"] == 3
+
+
+def test_health_names_a_redis_that_is_full_and_refuses_writes(
+    client: Client, broker: None, tmp_path: Path
+) -> None:
+    """Before: "ok", while nothing could be enqueued and no worker could start (Heroku's mini Key-Value
+    Store: 25 MB, noeviction)."""
+    with RedisServer(tmp_path / "redis") as server:
+        full = server.client()
+        full.config_set("maxmemory", "2mb")
+        full.config_set("maxmemory-policy", "noeviction")
+        with broker_at(server.url):
+            assert client.get("/health/").json()["redis"] == "ok"
+            with contextlib.suppress(redis.exceptions.OutOfMemoryError):
+                for number in range(10_000):
+                    full.set(f"filler-{number}", b"x" * 1_400)  # about a queued message
+            response = client.get("/health/")
+        full.close()
+    assert response.status_code == 503, response.json()
+    assert response.json() == {"database": "ok", "broker": "ok", "redis": "full"}
