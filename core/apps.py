@@ -14,6 +14,8 @@ class CoreConfig(AppConfig):
     verbose_name = "Importer core"
 
     def ready(self) -> None:
+        from core import checks  # noqa: F401  (registers the checks of the bounds' settings)
+
         discover_importers()
         connect_worker_signals()
 

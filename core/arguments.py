@@ -18,7 +18,7 @@ from typing import Any
 
 from kombu import serialization
 
-from .limits import ENVELOPE_BYTES, max_argument_depth, max_message_bytes
+from .bounds import ENVELOPE_BYTES, max_argument_depth, max_message_bytes
 
 __all__ = ("json_round_trip", "pack", "unpack")
 

@@ -17,7 +17,7 @@ from typing import Any
 from celery import current_app
 from kombu.exceptions import ChannelError  # type: ignore[attr-defined]  # not in the stubs
 
-from .limits import max_queued_messages
+from .bounds import max_queued_messages
 
 __all__ = ("QueueBound",)
 

@@ -7,7 +7,7 @@ every worker that takes it dies in turn. So the method caller's strategy refuses
 decodes or builds anything, a message that is not safe to handle: a body larger than
 ``IMPORTER_MAX_MESSAGE_BYTES`` (left unread), one that does not decode or is not Celery's
 ``[args, kwargs, embed]``, headers or a body nested deeper than
-``core.limits.max_message_depth()``, or an ``eta`` further away than ``IMPORTER_MAX_COUNTDOWN``.
+``core.bounds.max_message_depth()``, or an ``eta`` further away than ``IMPORTER_MAX_COUNTDOWN``.
 A refused message is logged in one line, its failure
 stored for whoever waits on its result, and rejected without requeue: discarded, or
 dead-lettered where the queue has a dead-letter exchange. The worker goes on.
@@ -52,8 +52,8 @@ from celery.worker.strategy import default as default_strategy  # type: ignore[a
 from django.conf import settings
 from kombu import Producer
 
+from .bounds import max_message_bytes, max_message_depth, max_worker_losses
 from .exceptions import InvalidTaskCall, PoisonMessage
-from .limits import max_message_bytes, max_message_depth, max_worker_losses
 from .registry import registry
 
 __all__ = ("LOSSES_HEADER", "MethodCallRequest", "method_caller_strategy", "worker_losses")
@@ -147,7 +147,7 @@ _CLOCK_SKEW = 60.0
 def _eta_refusal(eta: Any) -> str | None:
     """Why an ``eta`` header is refused: a worker holds such a message in memory until then.
 
-    The sender refuses a delay beyond ``IMPORTER_MAX_COUNTDOWN`` (``core.limits.check_delay``);
+    The sender refuses a delay beyond ``IMPORTER_MAX_COUNTDOWN`` (``core.bounds.check_delay``);
     a message published straight to the broker with an eta a year away would otherwise be held
     by a worker for a year, and delivered again by Redis after every visibility timeout.
     """

@@ -23,8 +23,8 @@ from kombu.exceptions import OperationalError
 
 from .arguments import json_round_trip
 from .backlog import QueueBound
+from .bounds import check_delay
 from .exceptions import EnqueueFailed
-from .limits import check_delay
 from .message import Message
 from .redis_urls import safe_url
 from .tasks import call_importer_method
@@ -257,7 +257,7 @@ class TaskSender(Generic[P]):
 
         Raises:
             TypeError, ValueError: a countdown or ETA that is not a number of seconds or an aware
-                datetime, or beyond ``IMPORTER_MAX_COUNTDOWN`` (see ``core.limits.check_delay``).
+                datetime, or beyond ``IMPORTER_MAX_COUNTDOWN`` (see ``core.bounds.check_delay``).
         """
         options = {"shadow": self.label, **self.method.options, **options}
         if self.importer.queue is not None:

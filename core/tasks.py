@@ -11,9 +11,9 @@ from celery.utils.log import get_task_logger
 from django.conf import settings
 from django.db import close_old_connections
 
+from .bounds import check_delay, max_worker_losses
 from .database import UNAVAILABLE
 from .exceptions import InvalidTaskCall, PoisonMessage, TaskFailed
-from .limits import check_delay, max_worker_losses
 from .message import Message
 from .receiving import worker_losses
 
@@ -71,7 +71,7 @@ class MethodCaller(Task):  # type: ignore[type-arg]
         and a chain, group or chord of them, a retry.
 
         Raises:
-            TypeError, ValueError: see ``core.limits.check_delay``.
+            TypeError, ValueError: see ``core.bounds.check_delay``.
         """
         check_delay(shadow or self.name, options)
         return super().apply_async(args, kwargs, task_id, producer, link, link_error, shadow, **options)

@@ -32,14 +32,17 @@ from typing import Any
 
 from billiard.process import current_process  # type: ignore[attr-defined]  # not in the stubs
 from celery import current_app
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
 from django.conf import settings
+from django.core.checks import run_checks
 
 from .budget import release_held
+from .checks import BOUNDS
 from .redis_urls import describe_tls, is_tls
 
 __all__ = (
     "bound_warm_shutdown",
+    "check_settings_at_start",
     "connect_worker_signals",
     "log_redis_tls_policy",
     "shield_pool_process_from_sigterm",
@@ -53,6 +56,20 @@ def connect_worker_signals() -> None:
     worker_process_init.connect(shield_pool_process_from_sigterm, weak=False, dispatch_uid=__name__)
     worker_shutting_down.connect(bound_warm_shutdown, weak=False, dispatch_uid=__name__)
     worker_ready.connect(log_redis_tls_policy, weak=False, dispatch_uid=__name__)
+    worker_init.connect(check_settings_at_start, weak=False, dispatch_uid=__name__)
+
+
+def check_settings_at_start(**kwargs: Any) -> None:
+    """Stop a worker whose settings put a bound out of its range (``core.checks``), naming it.
+
+    A worker runs no Django system check of its own. SystemExit passes the guard Celery keeps
+    around signal receivers, which logs and goes on after an exception.
+    """
+    errors = run_checks(tags=[BOUNDS])
+    if errors:
+        for error in errors:
+            logger.critical("%s", error)
+        raise SystemExit(1)
 
 
 def log_redis_tls_policy(**kwargs: Any) -> None:

@@ -5,13 +5,21 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import io
 import math
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
+from django.conf import settings as configured
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
 from core.arguments import json_round_trip, pack, unpack
+from tests.conftest import ROOT
 
 SAMPLES: list[Any] = [
     None,
@@ -184,3 +192,37 @@ def test_a_bound_set_outside_its_safe_range_stops_the_call(name: str, value: Any
     setattr(settings, name, value)
     with pytest.raises(ImproperlyConfigured, match=name):
         pack(([1],), {})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("IMPORTER_MAX_ARGUMENT_DEPTH", 485),
+        ("IMPORTER_MAX_MESSAGE_BYTES", 100),
+        ("IMPORTER_MAX_QUEUED_MESSAGES", 0),
+        ("IMPORTER_MAX_WORKER_LOSSES", "3"),
+    ],
+)
+def test_manage_py_check_names_a_bound_set_outside_its_range(name: str, value: Any, settings: Any) -> None:
+    setattr(settings, name, value)
+    with pytest.raises(SystemCheckError, match=rf"\(core\.E001\) {name} must be an int from"):
+        call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_a_worker_started_with_a_bound_outside_its_range_stops_at_once_naming_it() -> None:
+    """Before: it started, and failed each message that needed the bound, one by one."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "CELERY_BROKER_URL": configured.TEST_REDIS_URL,
+        "IMPORTER_MAX_MESSAGE_BYTES": "100",
+    }
+    command = [sys.executable, "-m", "celery", "-A", "config.celery_app", "worker", "--concurrency", "1",
+               "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    assert (
+        "(core.E001) IMPORTER_MAX_MESSAGE_BYTES must be an int from 65536 to 67108864, not 100" in done.stderr
+    )
