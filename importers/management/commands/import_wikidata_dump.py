@@ -364,9 +364,17 @@ class Command(BaseCommand):
                         self.show(dump, progress, None)
             except DumpUnreadable as unreadable:
                 error = str(unreadable)
+            except OSError as failed:  # reading the dump is DumpUnreadable: this is a chunk file
+                raise CommandError(
+                    f"Cannot write chunk files to {dump.chunk_dir}: {failed.strerror or failed}. Free some "
+                    f"space (or give --chunk-dir), then run the same command again to resume dump "
+                    f"import {dump.pk}."
+                ) from None
             finally:
                 for handle, _ in sinks.values():
                     handle.close()
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(handle.name)  # a chunk file not finished: its chunk is cut again
         progress.update(reading, completed=dump.size)
         DumpImport.objects.filter(pk=dump.pk).update(chunks=count, split_error=error)
         dump.chunks, dump.split_error = count, error

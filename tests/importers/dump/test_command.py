@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import fcntl
 import gzip
 import io
@@ -31,6 +32,7 @@ from importers.dump.importer import WikidataDumpImporter
 from importers.dump.lines import main_values
 from importers.dump.locks import lock_key
 from importers.importers import WikidataImporter
+from importers.management.commands import import_wikidata_dump
 from importers.models import ChunkStatus, DumpChunk, DumpImport, WikidataEntity
 from tests.support.shared import NEEDS_SHARED, SHARED
 from tests.support.wikidata_server import StandInWikidata
@@ -628,3 +630,37 @@ def test_a_second_command_on_a_dump_being_imported_is_refused_and_changes_nothin
     assert not (tmp_path / "chunks").exists() or list((tmp_path / "chunks").iterdir()) == []
     out, _ = import_dump(dump)  # the lock went with the other command
     assert counts(out) == "12 entities read, 12 matched, 12 written, 0 unchanged, 0 bad lines"
+
+
+def test_a_full_disk_mid_cut_stops_with_the_resume_message_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: OSError [Errno 28] with a traceback, and the unfinished chunk file left behind."""
+    templates = make_dump.templates()[:12] * 20
+    texts = [make_dump.dump_line(template, 1000 + n) for n, template in enumerate(templates)]
+    dump = write_dump(tmp_path / "dump.json.gz", texts)
+    written = [0]
+
+    class FillingDisk(io.FileIO):
+        def write(self, data: Any) -> int:
+            written[0] += len(data)
+            if written[0] > 20_000:  # the disk fills in the middle of a chunk file
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return super().write(data)
+
+    def opening(path: Any, mode: str, opener: Any = None) -> FillingDisk:
+        return FillingDisk(path, mode, opener=opener)
+
+    monkeypatch.setattr(import_wikidata_dump, "open", opening, raising=False)
+    with pytest.raises(CommandError) as stopped:
+        import_dump(dump)
+    dump_import = DumpImport.objects.get()
+    assert str(stopped.value) == (
+        f"Cannot write chunk files to {tmp_path / 'chunks'}: No space left on device. Free some space "
+        f"(or give --chunk-dir), then run the same command again to resume dump import {dump_import.pk}."
+    )
+    assert list((tmp_path / "chunks").glob("*.part")) == []
+    monkeypatch.undo()
+    out, _ = import_dump(dump)
+    assert out.startswith(f"Resuming dump import {dump_import.pk}")
+    assert counts(out) == "240 entities read, 240 matched, 240 written, 0 unchanged, 0 bad lines"
