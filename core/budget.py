@@ -16,7 +16,7 @@ was always a dead process's, and the count can never go over the limit.
 In-flight leases, their hand-over to the longest waiter and the common pause need an atomic
 check-and-take on the server's own clock, which no rate-limiting library offers: they are a few
 short Lua scripts. The per-minute rate, where it is wanted, is the ``limits`` library's moving
-window, on the same store.
+window, on the same store, kept on the server's clock too (``ServerClockStorage``).
 """
 
 from __future__ import annotations
@@ -162,7 +162,11 @@ class Budget:
         assert self._rate is not None
         assert self._rate_limiter is not None
         stats = self._rate_limiter.get_window_stats(self._rate, self._rate_key)
-        return max(stats.reset_time - time.time(), 0.01)
+        return max(stats.reset_time - self._rate_clock(), 0.01)
+
+    def _rate_clock(self) -> float:
+        """The clock the rate's store keeps its window on."""
+        return time.time()
 
     @property
     def _rate_key(self) -> str:
@@ -230,6 +234,33 @@ class LocalBudget(Budget):
         if self._storage is None:
             self._storage = MemoryStorage()
         return self._storage
+
+
+class ServerClockStorage(RedisStorage):
+    """``limits``' Redis store, its moving window kept on the Redis server's clock.
+
+    ``limits`` stamps each start with the client's ``time.time()``: a worker whose clock ran an
+    hour ahead stamped starts an hour ahead, and every other worker waited that hour before the
+    window let it start again. Here every stamp, and every look at the window, takes the
+    server's time (``TIME``), so machines whose clocks disagree still agree on the window.
+    """
+
+    def now(self) -> float:
+        client: Any = self.get_connection()  # limits' protocol type lacks TIME
+        seconds, microseconds = client.time()
+        return float(seconds) + float(microseconds) / 1_000_000
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        acquired = self.lua_acquire_moving_window(
+            [self.prefixed_key(key)], [self.now(), limit, expiry, amount]
+        )
+        return bool(acquired)
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        now = self.now()
+        if window := self.lua_moving_window([self.prefixed_key(key)], [now - expiry, limit]):
+            return float(window[0]), window[1]
+        return now, 0
 
 
 # The scripts read the Redis server's clock, so machines whose clocks disagree still agree on
@@ -389,8 +420,13 @@ class RedisBudget(Budget):
 
     def _rate_storage(self) -> Storage:
         if self._storage is None:
-            self._storage = RedisStorage(self.url, key_prefix=self.key, wrap_exceptions=True)
+            self._storage = ServerClockStorage(self.url, key_prefix=self.key, wrap_exceptions=True)
         return self._storage
+
+    def _rate_clock(self) -> float:
+        storage = self._rate_storage()
+        assert isinstance(storage, ServerClockStorage)
+        return storage.now()
 
     @property
     def _rate_key(self) -> str:

@@ -246,3 +246,23 @@ def test_a_slot_given_back_goes_to_a_live_waiter_not_to_one_killed_while_waiting
     assert got, "the slot went to the dead waiter"
     assert got[0] - released < 0.5
     assert holder.in_flight() == 1
+
+
+def test_the_rate_cap_keeps_its_window_on_the_servers_clock_not_a_workers(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: a worker whose clock ran an hour ahead stamped its starts an hour ahead, and every
+    other worker waited that hour before the window let it start."""
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)  # this worker's clock is an hour fast
+    fast = budget(key, limit=3, per_minute=2)
+    for _ in range(2):
+        with fast.slot():
+            pass
+    monkeypatch.undo()
+    honest = budget(key, limit=3, per_minute=2)
+    token = "honest-worker"
+    taken, _, _ = honest._take(token)
+    assert taken
+    assert not honest._kept_within_rate(token)  # the minute's two starts are taken
+    assert honest._until_rate_allows() <= 60  # a minute at most, on the server's clock
