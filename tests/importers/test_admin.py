@@ -20,7 +20,14 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from core.sender import TaskSender
-from importers.admin import MAX_SELECTED, MAX_SHOWN_ENTRIES, document_html, run_outcomes_url, wikidata_url
+from importers.admin import (
+    MAX_SELECTED,
+    MAX_SHOWN_ENTRIES,
+    ImportRunAdmin,
+    document_html,
+    run_outcomes_url,
+    wikidata_url,
+)
 from importers.importers import WikidataImporter
 from importers.models import (
     ImportOutcome,
@@ -173,6 +180,24 @@ def test_a_list_page_runs_as_few_queries_for_1000_rows_as_for_10_and_reads_no_do
     assert response.status_code == 200
     assert len(many) == len(few)
     assert not [query["sql"] for query in many if READS_A_DOCUMENT.search(query["sql"])]
+
+
+@pytest.mark.parametrize("column", ["finished", "not_imported", "last_outcome_at"])
+def test_the_run_list_offers_no_sort_that_counts_the_outcomes_of_every_run(
+    admin_client: Client, column: str
+) -> None:
+    """Before: sorting by "with an outcome" counted every run's outcomes, 12 minutes over 100,001 runs."""
+    run_list(range(3))
+    index = ImportRunAdmin.list_display.index(column)
+    page = admin_client.get(changelist("importrun")).text
+    header = re.search(rf'<th scope="col" class="[^"]*column-{column}[^"]*">(.*?)</th>', page, re.S)
+    assert header is not None
+    assert "sortable" not in header.group(0)
+    with CaptureQueriesContext(connection) as queries:
+        assert admin_client.get(changelist("importrun") + f"?o={index + 1}").status_code == 200
+    ordered = [query["sql"] for query in queries if "ORDER BY" in query["sql"]]
+    assert ordered
+    assert not [sql for sql in ordered if "COUNT(" in sql.split("ORDER BY", 1)[1].upper()]
 
 
 def test_the_run_list_counts_each_runs_ids_with_an_outcome(admin_client: Client) -> None:
