@@ -29,6 +29,8 @@ import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -38,6 +40,7 @@ import urllib3
 from django.conf import settings
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
 from wikidata.client import Client
 from wikidata.entity import EntityId, EntityState
 
@@ -642,8 +645,57 @@ def _shut_down(sock: socket.socket) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
+def _resolve(host: str, port: int, seconds: float) -> str:
+    """The first address of ``host``, looked up within ``seconds``.
+
+    ``getaddrinfo`` blocks in C for as long as the resolver takes (its timeouts times its servers
+    and tries), beyond any socket timeout and the watchdog's reach: that wait ran outside the
+    attempt's deadline, and past the budget slot's lease. Here it runs on a thread of its own,
+    waited for no longer than the attempt has left; a lookup still hanging then is left to end.
+
+    Raises:
+        socket.gaierror: the name does not resolve.
+        TimeoutError: no answer within ``seconds``.
+    """
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host.strip("[]"))
+        return host  # an address already
+    except OSError:
+        pass
+    lookup = _resolver().submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
+    try:
+        found = lookup.result(timeout=max(seconds, 0))
+    except FutureTimeout:
+        raise TimeoutError(f"looking up {host} took longer than the attempt had left") from None
+    return str(found[0][4][0])
+
+
+@functools.cache
+def _resolver() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="wikidata-resolve")
+
+
+os.register_at_fork(after_in_child=_resolver.cache_clear)  # a forked child has none of its threads
+
+
 class _WatchedHTTPConnection(HTTPConnection):
-    """A connection that the current attempt's deadline can cut off while it waits for the answer."""
+    """A connection that the current attempt's deadline can cut off while it waits for the answer,
+    whose host name is looked up within that deadline too."""
+
+    def _new_conn(self) -> socket.socket:
+        deadline: _Deadline | None = getattr(_attempts, "deadline", None)
+        seconds = deadline.remaining if deadline is not None else settings.WIKIDATA_TIMEOUT
+        name = self._dns_host
+        try:
+            self._dns_host = _resolve(name, self.port, seconds)
+        except socket.gaierror as error:
+            raise NameResolutionError(self.host, self, error) from None
+        except TimeoutError as error:
+            raise ConnectTimeoutError(self, str(error)) from None
+        try:
+            return super()._new_conn()
+        finally:
+            self._dns_host = name  # the name stays the TLS server name; the address was for this socket
 
     def getresponse(self) -> urllib3.HTTPResponse:  # type: ignore[override]
         deadline: _Deadline | None = getattr(_attempts, "deadline", None)

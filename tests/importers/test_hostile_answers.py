@@ -10,8 +10,11 @@ import email.utils
 import gzip
 import json
 import os
+import socket
+import threading
 import time
 import tracemalloc
+import urllib.parse
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -377,3 +380,35 @@ def test_a_host_that_does_not_resolve_ends_the_id_at_once_with_a_hint(settings: 
     assert caught.value.attempts == 1
     assert "www.wikidata.invalid: the host name does not resolve: check the network" in str(caught.value)
     assert "WIKIDATA_BASE_URL" in str(caught.value)
+
+
+def test_a_name_lookup_that_hangs_is_cut_off_at_the_attempts_deadline(
+    settings: Any, served: StandInWikidata, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the lookup ran outside the attempt's deadline and the budget slot's lease, for as long
+    as the resolver took (released here after 20 s)."""
+    port = urllib.parse.urlsplit(settings.WIKIDATA_BASE_URL).port
+    settings.WIKIDATA_BASE_URL = f"http://wikidata.slow-dns.test:{port}/"
+    settings.WIKIDATA_ATTEMPT_DEADLINE = 0.5
+    settings.WIKIDATA_MAX_RETRIES = 1
+    released = threading.Event()
+    threading.Timer(20, released.set).start()
+    lookup = socket.getaddrinfo
+
+    def hanging(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "wikidata.slow-dns.test":
+            released.wait()
+            return lookup("127.0.0.1", *args, **kwargs)
+        return lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    try:
+        with pytest.raises(FetchFailed) as caught:
+            fetch_entity("Q1022")
+        assert not released.is_set()  # given up on before the resolver answered
+    finally:
+        released.set()
+    assert caught.value.attempts == 2  # each attempt cut off at its deadline, and retried
+    assert "gave up after 2 attempts: no complete answer within WIKIDATA_ATTEMPT_DEADLINE" in str(
+        caught.value
+    )
