@@ -1,4 +1,4 @@
-"""Imported Wikidata entities, the redirects met on the way, and the outcome of every requested id."""
+"""Imported entities and redirects, the runs that asked for them with their outcomes, the dump imports."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``import_wikidata``: import Wikidata entities by id, one Celery task per id."""
+"""``import_wikidata``: import Wikidata entities by id, as Celery tasks (one an id, or one a batch)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ SQLITE_DEFAULT_TIMEOUT = 5.0
 
 
 class Command(BaseCommand):
-    help = "Import Wikidata entities by id (e.g. Q1022), one Celery task per id."
+    help = "Import Wikidata entities by id (e.g. Q1022): a Celery task an id, or a batch (--batch-size)."
     verbosity = 1  # set from --verbosity by handle()
     id_width = 0  # of the longest valid id, for the outcome lines
 
