@@ -288,7 +288,7 @@ class WikidataEntityAdmin(ReadOnlyAdmin):
         """Send the run's ids, and say where to follow them; withdraw the run if the broker is down."""
         here = runs_in_process()
         try:
-            extra = {"rewrite": True} if rewrite else {}
+            extra: dict[str, Any] = {"rewrite": True} if rewrite else {}
             WikidataImporter().import_bulk.as_task(
                 wikidata_ids=ids, run_id=run.pk, batch_size=MAX_BATCH, **extra
             )

@@ -340,7 +340,8 @@ class Follower:
         with transaction.atomic():
             wanted = self.wanted(pending.changes)
             if wanted:
-                self.sent += WikidataImporter().import_bulk(wanted, batch_size=MAX_BATCH)
+                revisions = {wikidata_id: pending.changes[wikidata_id] for wikidata_id in wanted}
+                self.sent += WikidataImporter().import_bulk(wanted, batch_size=MAX_BATCH, at_least=revisions)
             FollowPosition.objects.update_or_create(
                 pk=POSITION_ROW, defaults={"last_event_id": pending.position}
             )

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -39,6 +41,12 @@ FETCH_ERROR_OUTCOMES: dict[type[FetchError], Status] = {
 OUT_OF_TIME = "the task ran out of time (CELERY_TASK_SOFT_TIME_LIMIT)"
 # An outcome's error is for people: long enough for a traceback's last line, not for a document.
 MAX_ERROR = 2000
+# An answer older than the change feed's revision (a lagging replica) is asked for again after
+# this many seconds, doubling, this many times: 5 + 10 + 20 + 40 + 80 s, within IMPORTER_MAX_COUNTDOWN.
+LAG_RETRY_SECONDS = 5
+LAG_RETRIES = 5
+
+logger = logging.getLogger(__name__)
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -60,10 +68,13 @@ class WikidataImporter(BaseImporter):
         run_id: int | None = None,
         batch_size: int = 1,
         rewrite: bool = False,
+        at_least: Mapping[str, int] | None = None,
     ) -> int:
         """Send one ``import_single`` task per id, or one ``import_batch`` per ``batch_size`` ids.
 
         ``rewrite`` rewrites a stored revision that is the same (to relabel it, say), never an older one.
+        ``at_least`` gives ids the revision known to exist (from the change feed): a batch whose
+        answer is older tries those ids again later (see ``import_batch``).
 
         Returns how many ids were sent. ``wikidata_ids`` may be any iterable when called
         directly, so a file of ids is streamed, never loaded whole. Inside
@@ -83,7 +94,9 @@ class WikidataImporter(BaseImporter):
             for chunk in chunked(wikidata_ids, batch_size):
                 consumed += len(chunk)
                 # Only when asked for: the messages of ordinary imports stay as small as they were.
-                extra = {"rewrite": True} if rewrite else {}
+                extra: dict[str, Any] = {"rewrite": True} if rewrite else {}
+                if at_least and batch_size > 1:
+                    extra["at_least"] = {id: at_least[id] for id in chunk if id in at_least}
                 if batch_size == 1:
                     yield {"wikidata_id": chunk[0], "run_id": run_id, **extra}
                 else:
@@ -99,7 +112,12 @@ class WikidataImporter(BaseImporter):
 
     @as_task
     def import_batch(
-        self, wikidata_ids: list[str], run_id: int | None = None, rewrite: bool = False
+        self,
+        wikidata_ids: list[str],
+        run_id: int | None = None,
+        rewrite: bool = False,
+        at_least: dict[str, int] | None = None,
+        lagged: int = 0,
     ) -> dict[str, str]:
         """Fetch up to 50 entities with one request and store them with one upsert.
 
@@ -107,6 +125,12 @@ class WikidataImporter(BaseImporter):
         the response leaves out, and every id when the whole batch fails after retries, fall
         back to one ``import_single`` task each, and a document that cannot be stored is stored
         alone, so one bad id cannot sink the others.
+
+        An id of ``at_least`` answered with an older revision than that (a replica behind the
+        primary, which the change feed is not) is sent again in a batch of its own after
+        ``LAG_RETRY_SECONDS`` doubling, ``LAG_RETRIES`` times (``lagged`` counts them); then the
+        revision served is stored as any answer is. A redirect is answered with its target's
+        revision, older than the event: that is its answer, not a lag.
 
         Raises:
             ValueError: more than 50 ids.
@@ -127,6 +151,11 @@ class WikidataImporter(BaseImporter):
                 batch = fetch_batch(valid)
             except (FetchFailed, SoftTimeLimitExceeded):
                 return outcomes | self._one_by_one(valid, run_id, rewrite)
+            lagging = self._lagging(batch, at_least or {}) if lagged < LAG_RETRIES else {}
+            if lagging:
+                served = {asked: doc for asked, doc in batch.documents.items() if asked not in lagging}
+                batch = replace(batch, documents=served)
+                outcomes |= self._again_later(lagging, run_id, rewrite, lagged)
             try:
                 stored = storage.store_batch(batch)
             except UNAVAILABLE:
@@ -135,6 +164,34 @@ class WikidataImporter(BaseImporter):
                 stored = self._store_each(storage, batch)
             outcomes |= {asked: str(status) for asked, status in stored.items()}
             return outcomes | self._one_by_one(batch.absent, run_id, rewrite)
+
+    @staticmethod
+    def _lagging(batch: Batch, at_least: Mapping[str, int]) -> dict[str, int]:
+        """The ids answered with an older revision than the one known to exist (redirects aside)."""
+        lagging = {}
+        for asked, document in batch.documents.items():
+            revision = document.get("lastrevid")
+            redirected = document.get("id") != asked
+            older = isinstance(revision, int) and revision < at_least.get(asked, 0)
+            if older and not redirected:
+                lagging[asked] = at_least[asked]
+        return lagging
+
+    def _again_later(
+        self, lagging: dict[str, int], run_id: int | None, rewrite: bool, lagged: int
+    ) -> dict[str, str]:
+        """Send the lagging ids again, after a wait that doubles each time; their outcome: "sent"."""
+        countdown = LAG_RETRY_SECONDS * 2**lagged
+        logger.info(
+            "%d ids were served older revisions than the change feed told of; asking again in %g s",
+            len(lagging), countdown,
+        )  # fmt: skip
+        kwargs: dict[str, Any] = {"wikidata_ids": list(lagging), "run_id": run_id, "at_least": lagging,
+                                  "lagged": lagged + 1}  # fmt: skip
+        if rewrite:
+            kwargs["rewrite"] = True
+        self.import_batch.as_task.apply_async(kwargs=kwargs, countdown=countdown)
+        return dict.fromkeys(lagging, "sent")
 
     def _store_each(self, storage: Storage, batch: Batch) -> dict[str, Status]:
         """Store a batch's documents one by one, recording ``failed`` for each that cannot be stored."""

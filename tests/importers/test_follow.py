@@ -371,7 +371,7 @@ def test_a_broker_that_cannot_be_reached_stops_the_command_with_the_position_kep
     stream.edit("Q1", 2001)
 
     class Unreachable:
-        def import_bulk(self, ids: list[str], batch_size: int) -> int:
+        def import_bulk(self, ids: list[str], batch_size: int, at_least: Any = None) -> int:
             raise EnqueueFailed(0, ConnectionRefusedError("refused"), "redis://broker:6379/0")
 
     monkeypatch.setattr(follow, "WikidataImporter", Unreachable)
@@ -410,3 +410,21 @@ def test_since_must_be_an_iso_time_with_a_time_zone() -> None:
             call_command("follow_wikidata", "--since", since, stdout=io.StringIO())
     assert not FollowPosition.objects.exists()
     assert FollowCommand().parse_since("2026-12-05T03:00:00+01:00") == "2026-12-05T02:00:00Z"
+
+
+def test_the_follower_sends_each_changes_revision_for_a_lagging_answer_to_be_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[dict[str, int]] = []
+
+    class Recording:
+        def import_bulk(self, ids: list[str], batch_size: int, at_least: Any = None) -> int:
+            sent.append(dict(at_least))
+            return len(ids)
+
+    monkeypatch.setattr(follow, "WikidataImporter", Recording)
+    follower = follow.Follower(follow_all=True)
+    follower.pending.changes = {"Q1": 2400000001, "P31": 2400000002}
+    follower.pending.since = 0.0
+    follower.flush()
+    assert sent == [{"Q1": 2400000001, "P31": 2400000002}]

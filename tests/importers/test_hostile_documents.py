@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from importers.documents import Fetched
 from importers.dump.storage import Row, Staging
-from importers.importers import WikidataImporter
+from importers.importers import LAG_RETRIES, WikidataImporter
 from importers.models import ImportOutcome, WikidataEntity, WikidataRedirect
 from importers.revisions import is_newer
 from importers.storage import Storage, upsert_newer
@@ -256,3 +256,32 @@ def test_a_document_without_revision_or_date_as_in_a_dump_is_stored(wikidata: St
     assert import_in("single").status == Status.IMPORTED
     assert revision() == (None, "Stuttgart")
     assert WikidataEntity.objects.get().modified is None
+
+
+def test_a_batch_answered_older_than_the_change_feeds_revision_asks_again_and_stores_the_new_one(
+    served: StandInWikidata,
+) -> None:
+    """A replica behind the primary answers an older revision than the stream told of: asked again."""
+    served.add_entity(NEWER)
+    served.add_fault("Q1022", Fault.wrong_shape({"entities": {"Q1022": OLDER}, "success": 1}))  # once
+    outcomes = WikidataImporter().import_batch(["Q1022"], at_least={"Q1022": NEWER["lastrevid"]})
+    assert outcomes == {"Q1022": "sent"}  # in process, the second try ran at once
+    assert served.count("Q1022") == 2
+    assert revision() == (2000000009, "Newer")
+
+
+def test_a_lagging_answer_is_asked_again_a_bounded_number_of_times_then_stored(
+    served: StandInWikidata,
+) -> None:
+    served.add_entity(OLDER)  # the replica never catches up
+    WikidataImporter().import_batch(["Q1022"], at_least={"Q1022": NEWER["lastrevid"]})
+    assert served.count("Q1022") == 1 + LAG_RETRIES
+    assert revision() == (2000000001, "Older")  # the newest it could get
+
+
+def test_a_redirect_answered_with_its_targets_older_revision_is_no_lag(served: StandInWikidata) -> None:
+    served.add_entity(OLDER)
+    served.add_redirect("Q99999", "Q1022")
+    WikidataImporter().import_batch(["Q99999"], at_least={"Q99999": NEWER["lastrevid"]})
+    assert served.count("Q99999") == 1
+    assert WikidataRedirect.objects.get(pk="Q99999").target_id == "Q1022"
