@@ -5,8 +5,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,22 @@ def import_location(location: str, tmp_path: Path, *args: str) -> str:
     return out.getvalue()
 
 
+@contextmanager
+def stored_and_held(entity_id: str) -> Iterator[psycopg.Connection[Any]]:
+    """Store revision 1 of ``entity_id`` and hold its row locked from another connection until the
+    block ends (or the connection's transaction is rolled back): an upsert of it waits there."""
+    WikidataEntity.objects.create(
+        wikidata_id=entity_id, entity_type="item", data={}, lastrevid=1, fetched_at=timezone.now()
+    )
+    with psycopg.connect(
+        dbname=connection.settings_dict["NAME"], host="127.0.0.1", user="postgres"
+    ) as holder:
+        holder.execute(
+            "SELECT 1 FROM importers_wikidataentity WHERE wikidata_id = %s FOR UPDATE", [entity_id]
+        )
+        yield holder
+
+
 def blocked_on_a_lock() -> bool:
     """Whether a connection to the test database waits for a row lock (the chunk's upsert, here)."""
     with connection.cursor() as cursor:
@@ -62,14 +78,8 @@ if connection.vendor == "postgresql":  # a row lock to hold the chunk mid-way; S
         # An older revision of the last entity is stored; holding its row, the test stops the
         # chunk that updates it after its lines are read and staged, at its upsert.
         held = ids[-1]
-        WikidataEntity.objects.create(
-            wikidata_id=held, entity_type="item", data={}, lastrevid=1, fetched_at=timezone.now()
-        )
         site = deploy(private_redis.url, visibility_timeout=VISIBILITY_TIMEOUT)
-        with psycopg.connect(
-            dbname=connection.settings_dict["NAME"], host="127.0.0.1", user="postgres"
-        ) as holder:
-            holder.execute("SELECT 1 FROM importers_wikidataentity WHERE wikidata_id = %s FOR UPDATE", [held])
+        with stored_and_held(held) as holder:
             first = site.worker("a", concurrency=2)
             out, _ = import_dump(path)
             assert out.startswith(f"Cut {path} into ")
@@ -140,14 +150,8 @@ if connection.vendor == "postgresql":  # a row lock to hold the chunk mid-way; S
     ) -> None:
         ids = [json.loads(text)["id"] for text in make_dump.lines(200)]
         held = ids[-1]  # in the last slice of entities; its row is held, as above
-        WikidataEntity.objects.create(
-            wikidata_id=held, entity_type="item", data={}, lastrevid=1, fetched_at=timezone.now()
-        )
         site = deploy(private_redis.url, visibility_timeout=VISIBILITY_TIMEOUT)
-        with psycopg.connect(
-            dbname=connection.settings_dict["NAME"], host="127.0.0.1", user="postgres"
-        ) as holder:
-            holder.execute("SELECT 1 FROM importers_wikidataentity WHERE wikidata_id = %s FOR UPDATE", [held])
+        with stored_and_held(held) as holder:
             workers = [site.worker("a", concurrency=2), site.worker("b", concurrency=2)]
             out = import_location(location, tmp_path)
             dump = DumpImport.objects.get()

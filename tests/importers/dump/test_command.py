@@ -85,6 +85,19 @@ def counts(out: str) -> str:
     return summary(out).split(": ", 1)[1].split(";")[1].strip()
 
 
+def lines_parsed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the numbers of the dump lines a chunk parses (a line skipped unparsed is not there)."""
+    parsed: list[int] = []
+    import_line = chunks._import_line
+
+    def spy(number: int, *args: Any, **kwargs: Any) -> None:
+        parsed.append(number)
+        import_line(number, *args, **kwargs)
+
+    monkeypatch.setattr(chunks, "_import_line", spy)
+    return parsed
+
+
 def row(entity_id: str) -> dict[str, Any]:
     return dict(WikidataEntity.objects.values(*ROW_FIELDS).get(pk=entity_id))
 
@@ -125,14 +138,7 @@ def test_a_second_run_over_the_same_dump_rewrites_nothing_and_parses_no_line(
         counts(import_dump(path)[0]) == "30 entities read, 30 matched, 30 written, 0 unchanged, 0 bad lines"
     )
     before = dict(WikidataEntity.objects.values_list("pk", "fetched_at"))
-    parsed = []
-    import_line = chunks._import_line
-
-    def spy(number: int, *args: Any, **kwargs: Any) -> None:
-        parsed.append(number)
-        import_line(number, *args, **kwargs)
-
-    monkeypatch.setattr(chunks, "_import_line", spy)
+    parsed = lines_parsed(monkeypatch)
     out, _ = import_dump(path)
     assert counts(out) == "30 entities read, 30 matched, 0 written, 30 unchanged, 0 bad lines"
     assert parsed == []  # today's lines end with their revision: each was read from the line's end

@@ -13,10 +13,9 @@ import pytest
 from django.core.management.base import CommandError
 
 from bench import make_dump
-from importers.dump import chunks
 from importers.dump.slices import Slice, SliceUnreadable, inflated, plan_slices
 from importers.models import DumpChunk, WikidataEntity
-from tests.importers.dump.test_command import counts, import_dump
+from tests.importers.dump.test_command import counts, import_dump, lines_parsed
 from tests.support.shared import NEEDS_SHARED
 
 pytestmark = [pytest.mark.django_db, NEEDS_SHARED]
@@ -164,14 +163,7 @@ def test_a_rerun_over_a_sliced_dump_parses_no_line_and_writes_nothing(
 ) -> None:
     path = wikimedia_dump(tmp_path / "dump.json.gz", 120, member_lines=20)
     import_dump(path)
-    parsed: list[int] = []
-    import_line = chunks._import_line
-
-    def spy(number: int, *args: Any, **kwargs: Any) -> None:
-        parsed.append(number)
-        import_line(number, *args, **kwargs)
-
-    monkeypatch.setattr(chunks, "_import_line", spy)
+    parsed = lines_parsed(monkeypatch)
     out, _ = import_dump(path)
     assert counts(out) == "120 entities read, 120 matched, 0 written, 120 unchanged, 0 bad lines"
     assert parsed == []
