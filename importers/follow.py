@@ -27,7 +27,8 @@ from django.db import transaction
 from .entity_ids import InvalidEntityId, normalize
 from .fetch import MAX_BATCH
 from .importers import WikidataImporter
-from .models import FollowPosition, WikidataEntity
+from .models import FollowPosition, ImportOutcome, Status, WikidataEntity
+from .storage import Storage
 
 __all__ = (
     "Change",
@@ -56,6 +57,8 @@ RECONNECT_FIRST = 0.5
 RECONNECT_MOST = 60.0
 # The primary key of the one row of FollowPosition.
 POSITION_ROW = 1
+# The outcome's error of an entity removed because its page was deleted on Wikidata.
+DELETED = "deleted on Wikidata (a deletion on the change feed)"
 # The longest event accepted; recentchange events are a few KB.
 MAX_EVENT_BYTES = 1 << 20
 # Events read ahead of the batching: the reader waits beyond this, so memory stays bounded.
@@ -73,10 +76,11 @@ class Event:
 
 @dataclass(frozen=True)
 class Change:
-    """A new revision of a Wikidata entity."""
+    """A new revision of a Wikidata entity, or its deletion (``deleted``) or restore (revision 0)."""
 
     wikidata_id: str
     revision: int
+    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,13 +104,21 @@ def parse_change(data: Mapping[str, Any]) -> Change | None:
     """Return the entity change a recentchange event records, or None for any other event.
 
     Kept: Wikidata (``wiki == "wikidatawiki"``) edits and creations in the item, property and
-    lexeme namespaces. Dropped: canary events (``meta.domain == "canary"``, Wikimedia's
-    monitoring), other wikis, other namespaces, log events, and anything malformed.
+    lexeme namespaces, and the log events of a page's deletion and restore there (``log_type``
+    ``delete``, ``log_action`` ``delete`` or ``restore``). Dropped: canary events
+    (``meta.domain == "canary"``, Wikimedia's monitoring), other wikis, other namespaces, other
+    log events, and anything malformed.
     """
     meta = data.get("meta")
-    if not isinstance(meta, dict) or meta.get("domain") == "canary":
+    if not isinstance(meta, dict) or meta.get("domain") == "canary" or data.get("wiki") != WIKI:
         return None
-    if data.get("wiki") != WIKI or data.get("type") not in REVISION_TYPES:
+    if data.get("type") == "log" and data.get("log_type") == "delete":
+        wikidata_id = entity_id(data.get("namespace"), data.get("title"))
+        action = data.get("log_action")
+        if wikidata_id is None or action not in ("delete", "restore"):
+            return None
+        return Change(wikidata_id, 0, deleted=action == "delete")
+    if data.get("type") not in REVISION_TYPES:
         return None
     wikidata_id = entity_id(data.get("namespace"), data.get("title"))
     revision = data.get("revision")
@@ -243,9 +255,11 @@ class EventStream:
 
 @dataclass
 class Pending:
-    """The changes read and not sent yet: each id with its highest revision, and the position after them."""
+    """The changes read and not sent yet: each id with its highest revision (0: restored, import
+    whatever is there), the ids deleted, and the position after them."""
 
     changes: dict[str, int] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
     position: str = ""
     # When the first event not saved yet arrived (monotonic); None: nothing to save.
     since: float | None = None
@@ -256,14 +270,21 @@ class Pending:
             self.position = event.id
         if self.since is None:
             self.since = now
-        if change is not None:
-            known = self.changes.get(change.wikidata_id)
-            if known is None or change.revision > known:
-                self.changes[change.wikidata_id] = change.revision
+        if change is None:
+            return
+        if change.deleted:  # the page is gone: its revisions with it, until a restore
+            self.deleted.add(change.wikidata_id)
+            self.changes.pop(change.wikidata_id, None)
+            return
+        self.deleted.discard(change.wikidata_id)
+        known = self.changes.get(change.wikidata_id)
+        if known is None or change.revision > known:
+            self.changes[change.wikidata_id] = change.revision
 
     def due(self, now: float, seconds: float) -> bool:
         """Whether to send now: a full batch, or an unsaved event ``seconds`` old."""
-        return len(self.changes) >= MAX_BATCH or (self.since is not None and now - self.since >= seconds)
+        held = len(self.changes) + len(self.deleted)
+        return held >= MAX_BATCH or (self.since is not None and now - self.since >= seconds)
 
     def wait(self, now: float, seconds: float) -> float:
         """How long to wait for the next event before it is time to send (1 s at most)."""
@@ -338,6 +359,7 @@ class Follower:
         if pending.since is None:
             return
         with transaction.atomic():
+            self.remove(pending.deleted)
             wanted = self.wanted(pending.changes)
             if wanted:
                 revisions = {wikidata_id: pending.changes[wikidata_id] for wikidata_id in wanted}
@@ -347,13 +369,31 @@ class Follower:
             )
         self.pending = Pending(position=pending.position)
 
+    def remove(self, deleted: set[str]) -> None:
+        """Delete the stored entities deleted on Wikidata, recording each ``missing``."""
+        gone = list(WikidataEntity.objects.filter(pk__in=deleted).values_list("pk", flat=True))
+        if not gone:
+            return
+        WikidataEntity.objects.filter(pk__in=gone).delete()
+        storage = Storage()
+        for wikidata_id in gone:
+            storage.record(wikidata_id, Status.MISSING, error=DELETED)
+        logger.info("Deleted on Wikidata, removed here: %s", " ".join(sorted(gone)))
+
     def wanted(self, changes: Mapping[str, int]) -> list[str]:
-        """The changed ids to import: stored (or any, when following all) and not stored at that revision."""
+        """The changed ids to import: stored (or any, when following all) and not stored at that revision.
+
+        A restored one (revision 0) is imported if it was stored until its deletion removed it.
+        """
         stored = dict(WikidataEntity.objects.filter(pk__in=list(changes)).values_list("pk", "lastrevid"))
+        restored = [wikidata_id for wikidata_id, revision in changes.items() if revision == 0]
+        removed = set(
+            ImportOutcome.objects.filter(pk__in=restored, error=DELETED).values_list("pk", flat=True)
+        )
         return [
             wikidata_id
             for wikidata_id, revision in changes.items()
-            if (self.follow_all or wikidata_id in stored)
+            if (self.follow_all or wikidata_id in stored or wikidata_id in removed)
             and ((known := stored.get(wikidata_id)) is None or known < revision)
         ]
 

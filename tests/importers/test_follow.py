@@ -24,7 +24,7 @@ from importers import follow
 from importers.documents import Batch
 from importers.follow import Change, Event, Follower, Pending, parse_change, read_events
 from importers.management.commands.follow_wikidata import Command as FollowCommand
-from importers.models import FollowPosition, WikidataEntity
+from importers.models import FollowPosition, ImportOutcome, WikidataEntity
 from importers.storage import Storage
 from tests.importers.entities import item
 from tests.support.event_stream import TOPIC, StandInEventStream
@@ -128,7 +128,7 @@ def test_other_wikis_canaries_and_other_namespaces_are_ignored(
     stream.canary("Q2", 2002)
     talk = {"meta": {"domain": "www.wikidata.org"}, "wiki": "wikidatawiki", "type": "edit"}
     stream.add({**talk, "namespace": 1, "title": "Talk:Q2", "revision": {"new": 2002}})
-    stream.log("Q2", "delete")
+    stream.log("Q2", "protect")  # a log event that changes no content
     last = stream.edit("Q1", 2001)
     with following():
         wait_until(lambda: saved_offset() == last)
@@ -428,3 +428,36 @@ def test_the_follower_sends_each_changes_revision_for_a_lagging_answer_to_be_ask
     follower.pending.since = 0.0
     follower.flush()
     assert sent == [{"Q1": 2400000001, "P31": 2400000002}]
+
+
+def test_a_deleted_entity_is_removed_and_recorded_missing_and_a_restore_imports_it_again(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1, 2)
+    stream.edit("Q1", 2001)
+    last = stream.log("Q1", "delete")
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q2": 1002}
+    outcome = ImportOutcome.objects.get(pk="Q1")
+    assert (outcome.status, outcome.error) == ("missing", follow.DELETED)
+    last = stream.log("Q1", "delete", "restore")
+    with following():
+        wait_until(lambda: saved_offset() == last)
+        wait_until(lambda: "Q1" in revisions())
+    assert revisions() == {"Q1": 2001, "Q2": 1002}  # what the API serves after the restore
+
+
+@pytest.mark.parametrize(
+    ("action", "change"),
+    [
+        ("delete", Change("Q42", 0, deleted=True)),
+        ("restore", Change("Q42", 0)),
+        ("revision", None),  # a revision's visibility changed: no content change
+        ("event", None),
+    ],
+)
+def test_a_page_deletion_and_restore_are_changes(action: str, change: Change | None) -> None:
+    event = {"meta": {"domain": "www.wikidata.org"}, "wiki": "wikidatawiki", "type": "log",
+             "log_type": "delete", "log_action": action, "namespace": 0, "title": "Q42"}  # fmt: skip
+    assert parse_change(event) == change

@@ -137,14 +137,20 @@ class StandInEventStream:
         """Append a canary event (Wikimedia's monitoring, ``meta.domain == "canary"``) for Wikidata."""
         return self.edit(entity_id, revision, domain="canary")
 
-    def log(self, entity_id: str, log_type: str) -> int:
-        """Append a log event (``delete``, ``restore``, ...) of ``entity_id``; it carries no revision."""
+    def log(self, entity_id: str, log_type: str, log_action: str | None = None) -> int:
+        """Append a log event of ``entity_id``; it carries no revision.
+
+        As recentchange writes them (the mediawiki/recentchange schema): a page's deletion is
+        ``log_type`` ``delete`` with ``log_action`` ``delete``, its restore the same type with
+        ``restore``; ``log_action`` defaults to ``log_type``.
+        """
         namespace = NAMESPACES[entity_id[0]]
         return self.add(
             {
                 "meta": {"domain": "www.wikidata.org", "dt": "2026-12-05T02:00:00Z"},
                 "type": "log",
                 "log_type": log_type,
+                "log_action": log_action or log_type,
                 "namespace": namespace,
                 "title": PREFIXES[namespace] + entity_id,
                 "wiki": "wikidatawiki",
