@@ -114,7 +114,7 @@ def read_slice_lines(
         ChunkUnreadable: the file is missing or changed, or its bytes there are not whole gzip members.
     """
     try:
-        with open_source(location, size, version) as file:
+        with open_source(location, size, version, end) as file:  # a URL: one request, to the slice's end
             yield from _lines(inflated(file, start, end), None, 1, max_bytes, "", 0)
     except FileNotFoundError:
         raise ChunkUnreadable(

@@ -57,8 +57,8 @@ def signature_of(location: str) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def open_source(location: str, size: int, version: int) -> Iterator[IO[bytes]]:
-    """Open a dump's bytes, a path or a URL, for seeking and reading.
+def open_source(location: str, size: int, version: int, end: int | None = None) -> Iterator[IO[bytes]]:
+    """Open a dump's bytes, a path or a URL, for seeking and reading (a URL's up to byte ``end``).
 
     Raises:
         FileNotFoundError: no file at the path.
@@ -67,7 +67,7 @@ def open_source(location: str, size: int, version: int) -> Iterator[IO[bytes]]:
         with open(location, "rb", buffering=PIECE) as file:
             yield file
         return
-    with io.BufferedReader(RangeReader(location, size, version), PIECE) as stream:
+    with io.BufferedReader(RangeReader(location, size, version, end), PIECE) as stream:
         yield stream
 
 

@@ -31,7 +31,10 @@ pid {state}/nginx.pid;
 error_log {state}/error.log;
 events {{ worker_connections 64; }}
 http {{
-    access_log {state}/access.log;
+    # The combined format, and the Range asked for.
+    log_format ranges '$remote_addr - - [$time_local] "$request" $status $body_bytes_sent '
+                      '"$http_referer" "$http_user_agent" "$http_range"';
+    access_log {state}/access.log ranges;
     client_body_temp_path {state}/body;
     proxy_temp_path {state}/proxy;
     fastcgi_temp_path {state}/fastcgi;

@@ -68,6 +68,8 @@ def test_a_dump_at_a_url_is_sliced_and_each_slice_read_by_its_range(
     asked = [line for line in served.requests() if f"GET /{path.name}" in line]
     assert {line.split('" ')[1].split()[0] for line in asked} == {"206"}, asked
     assert all(settings.WIKIDATA_USER_AGENT in line for line in asked)
+    for chunk in slices:  # each worker asked for its slice's bytes, and no further
+        assert any(f'"bytes={chunk.start}-{chunk.start + chunk.bytes - 1}"' in line for line in asked), asked
     assert "secret" not in out
 
 
