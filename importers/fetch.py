@@ -645,8 +645,8 @@ def _shut_down(sock: socket.socket) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-def _resolve(host: str, port: int, seconds: float) -> str:
-    """The first address of ``host``, looked up within ``seconds``.
+def _resolve(host: str, port: int, seconds: float) -> list[str]:
+    """The addresses of ``host``, in the resolver's order, looked up within ``seconds``.
 
     ``getaddrinfo`` blocks in C for as long as the resolver takes (its timeouts times its servers
     and tries), beyond any socket timeout and the watchdog's reach: that wait ran outside the
@@ -659,7 +659,7 @@ def _resolve(host: str, port: int, seconds: float) -> str:
     """
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host.strip("[]"))
-        return host  # an address already
+        return [host]  # an address already
     except OSError:
         pass
     lookup = _resolver().submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
@@ -667,7 +667,7 @@ def _resolve(host: str, port: int, seconds: float) -> str:
         found = lookup.result(timeout=max(seconds, 0))
     except FutureTimeout:
         raise TimeoutError(f"looking up {host} took longer than the attempt had left") from None
-    return str(found[0][4][0])
+    return list(dict.fromkeys(str(address[4][0]) for address in found))
 
 
 @functools.cache
@@ -687,15 +687,21 @@ class _WatchedHTTPConnection(HTTPConnection):
         seconds = deadline.remaining if deadline is not None else settings.WIKIDATA_TIMEOUT
         name = self._dns_host
         try:
-            self._dns_host = _resolve(name, self.port, seconds)
+            addresses = _resolve(name, self.port, seconds)
         except socket.gaierror as error:
             raise NameResolutionError(self.host, self, error) from None
         except TimeoutError as error:
             raise ConnectTimeoutError(self, str(error)) from None
+        # Each address in turn, as a connection to the name would try them (IPv6, then IPv4...).
         try:
+            for address in addresses[:-1]:
+                self._dns_host = address
+                with contextlib.suppress(urllib3.exceptions.NewConnectionError):
+                    return super()._new_conn()
+            self._dns_host = addresses[-1]
             return super()._new_conn()
         finally:
-            self._dns_host = name  # the name stays the TLS server name; the address was for this socket
+            self._dns_host = name  # the name stays the TLS server name; an address was for this socket
 
     def getresponse(self) -> urllib3.HTTPResponse:  # type: ignore[override]
         deadline: _Deadline | None = getattr(_attempts, "deadline", None)

@@ -412,3 +412,21 @@ def test_a_name_lookup_that_hangs_is_cut_off_at_the_attempts_deadline(
     assert "gave up after 2 attempts: no complete answer within WIKIDATA_ATTEMPT_DEADLINE" in str(
         caught.value
     )
+
+
+def test_a_name_with_several_addresses_is_reached_at_the_first_that_answers(
+    settings: Any, served: StandInWikidata, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Looked up on a thread of its own, a name is still tried at each of its addresses in turn."""
+    port = urllib.parse.urlsplit(settings.WIKIDATA_BASE_URL).port
+    settings.WIKIDATA_BASE_URL = f"http://wikidata.two-addresses.test:{port}/"
+    lookup = socket.getaddrinfo
+
+    def two_addresses(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "wikidata.two-addresses.test":  # nothing listens on the first
+            return lookup("127.0.0.2", *args, **kwargs) + lookup("127.0.0.1", *args, **kwargs)
+        return lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+    assert fetch_entity("Q1022").document["id"] == "Q1022"
+    assert served.count("Q1022") == 1
