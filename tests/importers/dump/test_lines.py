@@ -12,7 +12,7 @@ import pytest
 
 from bench.make_dump import entity_line
 from importers.documents import MAX_DEPTH, UnusableDocument, check
-from importers.dump.chunks import check_parsed, nests_within
+from importers.dump.chunks import check_parsed, long_exponents, nests_within
 from importers.dump.lines import Filters, Head, entity_text, head_of, main_values, with_maps_as_objects
 from tests.support.shared import NEEDS_SHARED, SHARED
 
@@ -275,3 +275,18 @@ def test_a_number_whose_exponent_the_database_refuses_is_found_however_it_is_wri
         assert stored
     except UnusableDocument:
         assert not stored
+
+
+@pytest.mark.parametrize(
+    ("text", "exponents"),
+    [
+        (b'{"a":[0,1e-1000000]}', [b"-1000000"]),
+        (b'{"a":-2.5E+200000,"b": [ 7E131071 ,0.5e00001]}', [b"+200000", b"131071", b"00001"]),
+        (b'{"hash":"a3e45678b0e-12345","id":"Q5$855e-655584","n":1e+5}', []),  # in strings; short
+        (b'{"a":"x",  "b":12e123456}', [b"123456"]),
+    ],
+)
+def test_each_long_exponent_of_a_line_is_found_and_none_inside_a_string(
+    text: bytes, exponents: list[bytes]
+) -> None:
+    assert sorted(long_exponents(text)) == sorted(exponents)
