@@ -210,8 +210,10 @@ def _in_language(texts: Mapping[str, Any], language: str) -> str:
     """The text in ``language``, else in a fallback language, else in any language, else ''."""
     if not isinstance(texts, Mapping):
         return ""
-    for code in (language, *FALLBACK_LANGUAGES, *sorted(texts)):
-        entry = texts.get(code)
-        if isinstance(entry, Mapping) and isinstance(entry.get("value"), str):
-            return str(entry["value"])
+    # The languages asked first, and sorted only when none has a text: an item may have hundreds.
+    for codes in ((language, *FALLBACK_LANGUAGES), sorted(texts)):
+        for code in codes:
+            entry = texts.get(code)
+            if isinstance(entry, Mapping) and isinstance(entry.get("value"), str):
+                return str(entry["value"])
     return ""
