@@ -22,6 +22,8 @@ import orjson
 import psycopg
 import redis
 
+from tests.support.nginx import nginx_serving
+
 from . import make_dump
 from .harness import POSTGRES_SERVER, PYTHON, ROOT, Measured, run_measured
 from .report import Goal, Result, Table, fmt
@@ -114,12 +116,15 @@ class Worker:
 
 
 @contextmanager
-def procfile_worker_running(directory: Path) -> Iterator[Worker]:
-    """The Procfile's worker line started as it is written (with the venv's ``celery`` on PATH)."""
-    log = directory / "worker.log"
+def procfile_worker_running(directory: Path, hostname: str | None = None) -> Iterator[Worker]:
+    """The Procfile's worker line started as it is written (with the venv's ``celery`` on PATH).
+
+    ``hostname``: its ``--hostname``, as a second machine's worker would have its own.
+    """
+    log = directory / f"worker-{hostname or 'first'}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            shlex.split(procfile_worker()),
+            [*shlex.split(procfile_worker()), *(["--hostname", hostname] if hostname else [])],
             cwd=ROOT,
             env=environment(),
             stdout=output,
@@ -181,11 +186,24 @@ SUMMARY = re.compile(r"([\d,]+) entities read, [\d,]+ matched, ([\d,]+) written,
 
 
 def import_dump(
-    path: Path, chunk_dir: Path, worker: Worker, *options: str, slice_bytes: int = SLICE_BYTES
+    path: Path | str,
+    chunk_dir: Path,
+    worker: Worker,
+    *options: str,
+    slice_bytes: int = SLICE_BYTES,
+    others: tuple[Worker, ...] = (),
 ) -> Run:
-    """Run ``import_wikidata_dump PATH --wait`` in a process of its own, timed from start to summary."""
+    """Run ``import_wikidata_dump PATH --wait`` in a process of its own, timed from start to summary.
+
+    ``path`` may be a URL; ``others``: more workers taking slices, whose CPU is counted with ``worker``'s.
+    """
     argv = [PYTHON, "manage.py", "import_wikidata_dump", str(path), "--chunk-dir", str(chunk_dir), "--wait"]
-    busy, worker_cpu, postgres = busy_ticks(), worker.cpu_seconds(), postgres_ticks()
+    workers = (worker, *others)
+
+    def workers_cpu() -> float:
+        return sum(each.cpu_seconds() for each in workers)
+
+    busy, worker_cpu, postgres = busy_ticks(), workers_cpu(), postgres_ticks()
     measured = run_measured([*argv, *options], environment(slice_bytes), timeout=1800)
     postgres_after = postgres_ticks()
     postgres_cpu = sum(used - postgres.get(pid, 0) for pid, used in postgres_after.items()) / TICKS
@@ -199,7 +217,7 @@ def import_dump(
         written,
         unchanged,
         (busy_ticks() - busy) / TICKS,
-        worker.cpu_seconds() - worker_cpu,
+        workers_cpu() - worker_cpu,
         postgres_cpu,
     )
 
@@ -320,6 +338,11 @@ def run(quick: bool) -> Result:
             "the rest (Redis, others)",
         ],
     )
+    machines = Table(
+        f"One worker against two, each the Procfile's line with a --hostname of its own (two machines' "
+        f"worth), first run of the {sizes[0]:,}-entity dump read from nginx over HTTP Range",
+        ["workers", "seconds", "entities/s", "MB/s", "stored once", "worker CPU-s", "PostgreSQL CPU-s"],
+    )
     first_rates: dict[int, float] = {}
     second: dict[int, Run] = {}
     rss: dict[int, tuple[float, float]] = {}
@@ -396,6 +419,25 @@ def run(quick: bool) -> Result:
                         fmt(first_rates[count]),
                         fmt(uncompressed / MIB / (count / first_rates[count]), 1),
                     )
+                    with nginx_serving(directory, directory / "nginx") as server:
+                        url = server.url(path.name)
+                        clear()
+                        runs = [(1, import_dump(url, directory / "chunks", worker))]
+                        once = [stored_ids() == make_dump.ids(count)]
+                        with procfile_worker_running(directory, "second@%h") as other:
+                            clear()
+                            runs.append((2, import_dump(url, directory / "chunks", worker, others=(other,))))
+                            once.append(stored_ids() == make_dump.ids(count))
+                    for (workers, done), right in zip(runs, once, strict=True):
+                        machines.add(
+                            str(workers),
+                            fmt(done.measured.seconds, 1),
+                            fmt(done.rate),
+                            fmt(uncompressed / MIB / done.measured.seconds, 1),
+                            str(right and done.written == count),
+                            fmt(done.worker_cpu, 1),
+                            fmt(done.postgres_cpu, 1),
+                        )
             shutil.rmtree(directory / "chunks", ignore_errors=True)
     flush_broker()
     imports.notes += [
@@ -426,7 +468,12 @@ def run(quick: bool) -> Result:
         "from its two ends, are looked up in batches of 1,000, and a line whose revision is stored is "
         "skipped.",
     ]
-    result.tables += [imports, limits, cpu]
+    machines.notes += [
+        "Both on this machine's 2 cores: a second worker brings no cores of its own here, so its row shows "
+        "that slices are shared without loss or double work, and what the sharing costs; on two machines "
+        "each worker brings its own. Every slice is read with Range requests for its own bytes only.",
+    ]
+    result.tables += [imports, limits, machines, cpu]
     big, small = sizes[1], sizes[0]
     for count in sizes:
         result.goals.append(

@@ -111,6 +111,14 @@ def lines(count: int, shared: Path = SHARED) -> Iterator[bytes]:
         yield dump_line(documents[index % len(documents)], FIRST_ID + index)
 
 
+def ids(count: int, shared: Path = SHARED) -> set[str]:
+    """The ids of the ``count`` entities of the synthetic dump."""
+    documents = templates(shared)
+    return {
+        f"{PREFIXES[documents[index % len(documents)]['type']]}{FIRST_ID + index}" for index in range(count)
+    }
+
+
 def write(path: Path, count: int, shared: Path = SHARED, member_lines: int | None = MEMBER_LINES) -> int:
     """Write a synthetic dump of ``count`` entities to ``path``; return its size in bytes.
 
