@@ -4,33 +4,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import shutil
-import sqlite3
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Any, NoReturn, cast
+from typing import Any, NoReturn
 
-from celery import current_app
 from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.db.models import Max
 from django.db.models.functions import Length
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from core.budget import Budget, BudgetUnavailable
 from core.database import UNAVAILABLE, patiently
 from core.exceptions import EnqueueFailed
 from core.sender import in_process, runs_in_process
 from core.tasks import call_importer_method
+from importers.console import RequestGauge, Waiting, add_waiting_arguments, database_problem, progress_bar
 from importers.entity_ids import InvalidEntityId, SourcedId, read_ids
 from importers.fetch import MAX_BATCH, request_budget
 from importers.importers import WikidataImporter, chunked
@@ -42,15 +37,7 @@ MAX_LISTED = 50
 REQUEST_CHUNK = 500
 NO_OUTCOME = "no outcome"
 STATUS_WIDTH = max(len(NO_OUTCOME), *(len(status) for status in Status))
-# With nothing finished after this many seconds, --wait looks for a worker on the queue.
-NO_WORKER_HINT_AFTER = 5.0
-NO_WORKER_HINT = (
-    "No worker consumes the '{queue}' queue: start one, e.g. "
-    "`celery -A config.celery_app worker --queues celery,{queue}` (see Running workers in the README)."
-)
 NO_OUTCOME_HELP = "its task ended without recording one (see the worker's log)"
-# How long sqlite3 waits for another writer when the settings do not say.
-SQLITE_DEFAULT_TIMEOUT = 5.0
 
 
 class Command(BaseCommand):
@@ -72,16 +59,7 @@ class Command(BaseCommand):
         )
 
     def add_sending_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--wait", action="store_true", help="With a broker: show progress until every id has an outcome."
-        )
-        parser.add_argument(
-            "--timeout",
-            type=seconds,
-            metavar="SECONDS",
-            help="With --wait: give up waiting after this long (the tasks go on), and exit non-zero.",
-        )
-        parser.add_argument("--sync", action="store_true", help="Run in this process even with a broker.")
+        add_waiting_arguments(parser, until="every id has an outcome")
         parser.add_argument(
             "--batch-size",
             type=batch_size,
@@ -324,9 +302,6 @@ class Command(BaseCommand):
             CommandError: ``timeout`` seconds passed first (says how many ids are still to come),
                 or the database stayed unavailable.
         """
-        started = time.monotonic()
-        deadline = None if timeout is None else started + timeout
-        hinted = False
         columns = (
             TextColumn("importing"),
             BarColumn(),
@@ -334,9 +309,10 @@ class Command(BaseCommand):
             TimeElapsedColumn(),
             TextColumn("{task.fields[requests]}"),
         )
-        console = Console(file=cast(IO[str], _Unstyled(self.stderr)), force_terminal=self.stderr.isatty())
         requests = RequestGauge(request_budget())
-        with Progress(*columns, console=console, disable=self.verbosity < 1) as progress:
+        with progress_bar(self.stderr, *columns, shown=self.verbosity >= 1) as progress:
+            queue = settings.WIKIDATA_QUEUE
+            waiting = Waiting(progress, queue, timeout, queues=f"celery,{queue}")
             bar = progress.add_task("import", total=sent, requests="")
             while True:
                 try:
@@ -346,18 +322,13 @@ class Command(BaseCommand):
                 progress.update(bar, completed=min(finished, sent), requests=requests.reading())
                 if finished >= sent:
                     return
-                if not (finished or hinted) and time.monotonic() - started > NO_WORKER_HINT_AFTER:
-                    hinted = True
-                    if not consumers_of(settings.WIKIDATA_QUEUE):
-                        progress.console.print(
-                            NO_WORKER_HINT.format(queue=settings.WIKIDATA_QUEUE), markup=False
-                        )
-                if deadline is not None and time.monotonic() >= deadline:
+                waiting.note(finished)
+                if waiting.expired():
                     raise CommandError(
                         f"Gave up waiting after {timeout:g} s: {sent - finished} of {sent} ids of run "
                         f"{run.pk} have no outcome yet (the workers go on; see the admin's run outcomes)."
                     )
-                time.sleep(min(0.5, timeout or 0.5))
+                waiting.pause()
 
     def summarize(self, run: ImportRun) -> None:
         """Print counts per outcome of the run's ids; fail, naming them, unless every one succeeded.
@@ -406,75 +377,6 @@ def batch_size(text: str) -> int:
     return value
 
 
-def database_problem(error: DatabaseError) -> str:
-    """Return what went wrong with the database, in words an operator can act on.
-
-    A locked database is not one that needs migrating: SQLite answers "database is locked" once
-    another process has held its write lock for longer than the connection's timeout.
-    """
-    if _is_locked(error):
-        timeout = connection.settings_dict["OPTIONS"].get("timeout", SQLITE_DEFAULT_TIMEOUT)
-        return (
-            f"The database is locked: another process has been writing to it for longer than the "
-            f"{timeout:g} s this command waits (SQLITE_TIMEOUT). Try again when it is done, or set "
-            f"SQLITE_TIMEOUT to wait longer. ({error})"
-        )
-    try:
-        migrated = ImportRun._meta.db_table in connection.introspection.table_names()
-    except DatabaseError:
-        migrated = True  # cannot even list the tables: not a matter of migrations
-    if not migrated:
-        return f"The database has no tables yet ({error}): run `python manage.py migrate` first."
-    return f"The database cannot be used ({error}): check DATABASE_URL, and that the database is up."
-
-
-def _is_locked(error: DatabaseError) -> bool:
-    # sqlite3 gives the error's code (an extended code: the primary one is its low byte).
-    code = getattr(error.__cause__, "sqlite_errorcode", None)
-    return code is not None and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
-def seconds(text: str) -> float:
-    """``--timeout``'s type: a finite number of seconds above 0."""
-    value = float(text)  # argparse turns a ValueError into "invalid seconds value"
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
-    return value
-
-
-def consumers_of(queue: str) -> list[str]:
-    """The workers (node names) that answer within a second and consume ``queue``."""
-    answers = current_app.control.inspect(timeout=1.0).active_queues() or {}
-    return [node for node, queues in answers.items() if any(q.get("name") == queue for q in queues)]
-
-
-class RequestGauge:
-    """What the workers' shared request budget shows: requests in flight, and their rate lately."""
-
-    # The rate is over the last this many seconds.
-    WINDOW = 5.0
-
-    def __init__(self, budget: Budget) -> None:
-        self.budget = budget
-        self.samples: list[tuple[float, int]] = []
-
-    def reading(self) -> str:
-        """``"3/3 requests in flight, 58.2/s"``; empty when the budget is not shared (nothing to see here)."""
-        if not self.budget.shared:
-            return ""
-        try:
-            in_flight, started = self.budget.in_flight(), self.budget.started()
-        except BudgetUnavailable:
-            return "request budget unavailable"
-        now = time.monotonic()
-        self.samples = [(at, count) for at, count in self.samples if now - at <= self.WINDOW]
-        self.samples.append((now, started))
-        first_at, first = self.samples[0]
-        seconds = now - first_at
-        rate = f", {(started - first) / seconds:.1f}/s" if seconds > 0 else ""
-        return f"{in_flight}/{self.budget.limit} requests in flight{rate}"
-
-
 class Duplicates:
     """The ids a run was given more than once: how many, and the first few, with where they came from."""
 
@@ -492,17 +394,3 @@ class Duplicates:
         if self.count > len(self.listed):
             lines.append(f"  ... and {self.count - len(self.listed)} more")
         return f"Skipping {self.count} duplicate {noun}:\n" + "\n".join(lines)
-
-
-class _Unstyled:
-    """The command's stderr as a plain stream for Rich, which writes partial lines and styles them itself."""
-
-    def __init__(self, output: Any) -> None:
-        self.output = output
-
-    def write(self, text: str) -> int:
-        self.output.write(text, style_func=lambda line: line, ending="")
-        return len(text)
-
-    def flush(self) -> None:
-        self.output.flush()

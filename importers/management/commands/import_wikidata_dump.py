@@ -11,19 +11,19 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from celery import current_app
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.db.models import Count, Q, Sum
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from core.database import UNAVAILABLE, patiently
 from core.exceptions import EnqueueFailed
 from core.sender import in_process, runs_in_process
+from importers.console import NO_WORKER_HINT_AFTER, consumers_of, database_problem, progress_bar, seconds
 from importers.dump.chunks import file_signature
 from importers.dump.files import DumpUnreadable, NotADump, Span, check_dump, cut, is_compressed, open_dump
 from importers.dump.importer import WikidataDumpImporter
@@ -32,13 +32,6 @@ from importers.dump.locks import DumpBusy, reading_alone
 from importers.dump.slices import first_slice_end, plan_slices
 from importers.dump.sources import RemoteUnusable, is_gzip, is_url, open_source, shown, signature_of
 from importers.entity_ids import ENTITY_ID, ENTITY_NUMBER, InvalidEntityId, read_ids
-from importers.management.commands.import_wikidata import (
-    NO_WORKER_HINT_AFTER,
-    _Unstyled,
-    consumers_of,
-    database_problem,
-    seconds,
-)
 from importers.models import ChunkStatus, DumpChunk, DumpImport
 
 TYPES = ("item", "property", "lexeme")
@@ -510,8 +503,7 @@ class Command(BaseCommand):
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
         )
-        console = Console(file=cast(IO[str], _Unstyled(self.stderr)), force_terminal=self.stderr.isatty())
-        with Progress(*columns, console=console, disable=not shown) as progress:
+        with progress_bar(self.stderr, *columns, shown=shown) as progress:
             yield progress
 
     def totals(self, dump: DumpImport) -> Totals:
