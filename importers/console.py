@@ -19,6 +19,7 @@ from rich.progress import Progress, ProgressColumn
 from core.budget import Budget, BudgetUnavailable
 from core.sender import runs_in_process
 
+from .fetch import MAX_BATCH
 from .models import ImportRun
 
 # With nothing ended for this many seconds, a wait looks for a worker on the queue.
@@ -43,6 +44,27 @@ def add_waiting_arguments(parser: CommandParser, until: str) -> None:
         help="With --wait: give up waiting after this long (the workers go on), and exit non-zero.",
     )
     parser.add_argument("--sync", action="store_true", help="Import in this process even with a broker.")
+
+
+def add_batch_size_argument(parser: CommandParser) -> None:
+    parser.add_argument(
+        "--batch-size",
+        type=batch_size,
+        default=1,
+        metavar="N",
+        help=f"Fetch N ids (1 to {MAX_BATCH}) per task with one wbgetentities request; default 1.",
+    )
+
+
+def batch_size(text: str) -> int:
+    """``--batch-size``'s type: 1 to 50, the most ids wbgetentities answers at once."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {MAX_BATCH}")
+    return value
 
 
 def seconds(text: str) -> float:
