@@ -207,7 +207,8 @@ class TaskSender(Generic[P]):
         this process, up to ``threads`` run at once, each thread with a database connection of
         its own (for calls that mostly wait, on requests say); but one at a time inside a
         transaction, whose rows other connections would not see; ``ended``, when given, is called
-        with each call's keyword arguments and its result as it ends, on the thread that ran it.
+        with each call's keyword arguments and its ``EagerResult`` as it ends, on the thread that
+        ran it (read ``.result``: Celery may refuse ``.get()`` there while other calls run).
 
         Raises:
             TypeError: an item cannot be sent (see the class); the ones before it were.
