@@ -192,7 +192,12 @@ class TaskSender(Generic[P]):
         with in_process():
             return call_importer_method.apply(message, shadow=self.label)  # type: ignore[call-arg]
 
-    def send_many(self, calls: Iterable[Mapping[str, Any]], threads: int = 1) -> int:
+    def send_many(
+        self,
+        calls: Iterable[Mapping[str, Any]],
+        threads: int = 1,
+        ended: Callable[[Mapping[str, Any], AsyncResult[Any]], None] | None = None,
+    ) -> int:
         """Send one call per item of ``calls``, each the keyword arguments of a call; return how many.
 
         ``calls`` is consumed lazily, so a stream of a million calls needs no memory for them.
@@ -201,20 +206,29 @@ class TaskSender(Generic[P]):
         some (``core.backlog``): any number of calls fits a small Redis. When they run in
         this process, up to ``threads`` run at once, each thread with a database connection of
         its own (for calls that mostly wait, on requests say); but one at a time inside a
-        transaction, whose rows other connections would not see.
+        transaction, whose rows other connections would not see; ``ended``, when given, is called
+        with each call's keyword arguments and its ``EagerResult`` as it ends, on the thread that
+        ran it (read ``.result``: Celery may refuse ``.get()`` there while other calls run).
 
         Raises:
             TypeError: an item cannot be sent (see the class); the ones before it were.
             EnqueueFailed: the broker could not be reached; ``sent`` says how many went out.
         """
-        if threads > 1 and runs_in_process() and not transaction.get_connection().in_atomic_block:
-            return run_on_threads(lambda kwargs: self.apply_async(kwargs=kwargs), calls, threads)
-        sent = 0
         if runs_in_process():
+
+            def run(kwargs: Mapping[str, Any]) -> None:
+                result = self.apply_async(kwargs=dict(kwargs))
+                if ended is not None:
+                    ended(kwargs, result)
+
+            if threads > 1 and not transaction.get_connection().in_atomic_block:
+                return run_on_threads(run, calls, threads)
+            sent = 0
             for kwargs in calls:
-                self.apply_async(kwargs=dict(kwargs))
+                run(kwargs)
                 sent += 1
             return sent
+        sent = 0
         # mypy: the stubs do not know producer_or_acquire.
         pool: Any = current_app
         with pool.producer_or_acquire() as producer:

@@ -9,9 +9,6 @@ paginated, rather than an inline of thousands of rows.
 from __future__ import annotations
 
 import functools
-import itertools
-import json
-from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -23,16 +20,13 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
-from django.utils.safestring import SafeString, mark_safe
-from kombu.exceptions import OperationalError
 
 from core.admin import ReadOnlyAdmin
 from core.sender import runs_in_process
 
+from . import runs
+from .document_html import document_html
 from .dump import admin as dump_admin  # noqa: F401  (the dump imports' pages)
-from .fetch import MAX_BATCH
-from .importers import WikidataImporter
-from .jsoncodec import dumps
 from .models import (
     SUCCESSFUL,
     ImportOutcome,
@@ -49,14 +43,6 @@ from .models import (
 MAX_SELECTED = 1000
 # Wikidata's namespace of each kind of id; items live in the main namespace.
 NAMESPACES = {"P": "Property:", "L": "Lexeme:"}
-# How much of a folded entry its summary shows.
-PREVIEW_CHARS = 100
-# A page shows at most this many entries of a top-level key, each pretty-printed up to this many
-# characters: a stored document may hold up to WIKIDATA_MAX_RESPONSE_VALUES values (a million
-# empty arrays made a page of 33.6 MB, built in 750 MB), and Wikidata's largest entities have a
-# few thousand statements.
-MAX_SHOWN_ENTRIES = 2000
-MAX_SHOWN_CHARS = 200_000
 # The status filter's value for the ids of a run that have no outcome yet (stored as "").
 NO_OUTCOME = "none"
 
@@ -71,94 +57,6 @@ def run_outcomes_url(run_id: int, **filters: str) -> str:
     """Return the address of the list of a run's outcomes, with ``filters`` (``status="failed"``)."""
     query = urlencode({"run": str(run_id), **filters})
     return f"{reverse('admin:importers_runoutcome_changelist')}?{query}"
-
-
-def _size(encoded: bytes) -> str:
-    return f"{len(encoded) / 1024:,.0f} KB" if len(encoded) >= 1024 else f"{len(encoded)} bytes"
-
-
-def _count(value: list[Any] | dict[str, Any]) -> str:
-    noun = "key" if isinstance(value, dict) else "item"
-    return f"{len(value):,} {noun}{'' if len(value) == 1 else 's'}"
-
-
-def _pretty(value: Any) -> str:
-    text = json.dumps(value, indent=2, ensure_ascii=False)
-    if len(text) <= MAX_SHOWN_CHARS:
-        return text
-    return f"{text[:MAX_SHOWN_CHARS]}\n… ({len(text) - MAX_SHOWN_CHARS:,} more characters not shown)"
-
-
-def _preview(value: Any) -> str:
-    text = dumps(value).decode()
-    return text if len(text) <= PREVIEW_CHARS else f"{text[:PREVIEW_CHARS]}…"
-
-
-def _entries(value: list[Any] | dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    """The first ``MAX_SHOWN_ENTRIES`` entries of ``value``, each named."""
-    if isinstance(value, dict):
-        named = ((json.dumps(key, ensure_ascii=False), item) for key, item in value.items())
-    else:
-        named = ((f"[{index}]", item) for index, item in enumerate(value))
-    yield from itertools.islice(named, MAX_SHOWN_ENTRIES)
-
-
-def _folded(name: str, value: list[Any] | dict[str, Any]) -> SafeString:
-    """A top-level key's ``<details>``: its size, then one folded ``<details>`` per entry."""
-    entries = format_html_join(
-        "",
-        '<details class="document-entry"><summary>{}: <span class="document-size">{}</span>'
-        '<span class="document-preview">{}</span></summary>'
-        '<pre class="document-value">{}</pre></details>',
-        (
-            (
-                entry,
-                f"{_count(item)} " if isinstance(item, dict | list) else "",
-                _preview(item),
-                _pretty(item),
-            )
-            for entry, item in _entries(value)
-        ),
-    )
-    hidden = len(value) - MAX_SHOWN_ENTRIES
-    more = (
-        format_html('<p class="document-more">… and {} more not shown</p>', f"{hidden:,}")
-        if hidden > 0
-        else ""
-    )
-    return format_html(
-        '<details class="document-key"><summary>{}: <span class="document-size">{}, {}</span></summary>'
-        "{}{}</details>",
-        name,
-        _count(value),
-        _size(dumps(value)),
-        entries,
-        more,
-    )
-
-
-def document_html(document: Mapping[str, Any]) -> SafeString:
-    """Return the document as HTML, pretty-printed and folded, for a person to read.
-
-    A top-level key holding a non-empty object or array is a closed ``<details>`` whose summary
-    gives its size; inside, each entry (a language, a property, a site) is another closed
-    ``<details>`` whose summary shows the start of its value, holding the value pretty-printed.
-    Other top-level keys are one line each. Folding needs no script: the ``<details>`` element does
-    it; two buttons unfold or fold everything at once with importers/document.js.
-    """
-    parts = []
-    for key, value in document.items():
-        name = json.dumps(key, ensure_ascii=False)
-        if isinstance(value, dict | list) and value:
-            parts.append(_folded(name, value))
-        else:
-            parts.append(format_html('<div class="document-line">{}: {}</div>', name, _pretty(value)))
-    return format_html(
-        '<div class="wikidata-document"><p class="document-tools">'
-        '<button type="button" class="button" data-fold="open">Unfold all</button> '
-        '<button type="button" class="button" data-fold="close">Fold all</button></p>{}</div>',
-        mark_safe("".join(parts)),  # every part was built by format_html
-    )
 
 
 class EntityAutocompleteAdmin(admin.ModelAdmin):
@@ -270,8 +168,10 @@ class WikidataEntityAdmin(ReadOnlyAdmin):
                 messages.ERROR,
             )
             return
-        run = ImportRun.objects.create(origin=RunOrigin.ADMIN)
-        run.request((wikidata_id, f"admin {verb}") for wikidata_id in ids)
+        run = runs.start(RunOrigin.ADMIN)
+        ids = list(
+            runs.requested(run, ((wikidata_id, f"admin {verb}") for wikidata_id in ids), runs.Duplicates())
+        )
         run.set_requested(len(ids))
         # A worker must find the run: send after the commit, where a broker failure can still
         # be told apart and undone (as_task would defer the send itself, but then raise after it).
@@ -288,15 +188,12 @@ class WikidataEntityAdmin(ReadOnlyAdmin):
         """Send the run's ids, and say where to follow them; withdraw the run if the broker is down."""
         here = runs_in_process()
         try:
-            extra: dict[str, Any] = {"rewrite": True} if rewrite else {}
-            WikidataImporter().import_bulk.as_task(
-                wikidata_ids=ids, run_id=run.pk, batch_size=MAX_BATCH, **extra
-            )
-        except OperationalError as error:
-            run.withdraw_after(0)
-            run.set_requested(0)
+            runs.hand_over(run, ids, rewrite)
+        except runs.NotSent as error:
             self.message_user(
-                request, f"Nothing was sent: the broker could not be reached ({error}).", messages.ERROR
+                request,
+                f"Nothing was sent: the broker could not be reached ({error.reason}).",
+                messages.ERROR,
             )
             return
         noun = "entity" if len(ids) == 1 else "entities"

@@ -84,6 +84,19 @@ class WikidataImporter(BaseImporter):
             ValueError: ``batch_size`` is not between 1 and 50.
             EnqueueFailed: the broker could not be reached; ``sent`` counts the ids that went out.
         """
+        return self.send_ids(wikidata_ids, run_id, batch_size, rewrite, at_least)
+
+    def send_ids(
+        self,
+        wikidata_ids: Iterable[str],
+        run_id: int | None = None,
+        batch_size: int = 1,
+        rewrite: bool = False,
+        at_least: Mapping[str, int] | None = None,
+        ended: Callable[[list[str]], None] | None = None,
+    ) -> int:
+        """What ``import_bulk`` does; and, when the calls run here, ``ended`` is called with the ids
+        of each as it ends (a batch's ids handed on one by one end before it, and come with it)."""
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}, not {batch_size}")
         sender = self.import_single.as_task if batch_size == 1 else self.import_batch.as_task
@@ -104,7 +117,11 @@ class WikidataImporter(BaseImporter):
 
         try:
             # In process, several calls at once: the request budget bounds their requests.
-            sender.send_many(calls(), threads=settings.WIKIDATA_IN_PROCESS_THREADS)
+            sender.send_many(
+                calls(),
+                threads=settings.WIKIDATA_IN_PROCESS_THREADS,
+                ended=None if ended is None else lambda kwargs, _: ended(_ids_of(kwargs)),
+            )
         except EnqueueFailed as error:
             error.sent *= batch_size  # ids, not tasks: every chunk but the last is full
             raise
@@ -275,6 +292,12 @@ class WikidataImporter(BaseImporter):
         if status == Status.FAILED:
             raise TaskFailed(f"{asked_id} failed: {error}")
         return status
+
+
+def _ids_of(kwargs: Mapping[str, Any]) -> list[str]:
+    """The ids of an ``import_single`` or ``import_batch`` call, from its keyword arguments."""
+    ids: list[str] = kwargs["wikidata_ids"] if "wikidata_ids" in kwargs else [kwargs["wikidata_id"]]
+    return ids
 
 
 def _asked_id(wikidata_id: str) -> str:

@@ -420,3 +420,14 @@ def test_an_inherited_task_method_runs_the_same_code_and_super_still_works() -> 
     assert GrandChild().greet.as_task("x").get() == "child: GrandChild greets x"
     assert Child.greet.as_task.label == "Child.greet"
     assert GrandChild.greet.as_task.label == "GrandChild.greet"
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_many_calls_run_here_are_each_reported_with_their_result_as_they_end(threads: int) -> None:
+    ended: list[tuple[int, int]] = []
+    calls = ({"left": n, "right": 1} for n in range(5))
+    sent = Recorder().add.as_task.send_many(
+        calls, threads=threads, ended=lambda kwargs, result: ended.append((kwargs["left"], result.result))
+    )
+    assert sent == 5
+    assert sorted(ended) == [(n, n + 1) for n in range(5)]

@@ -20,14 +20,8 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from core.sender import TaskSender
-from importers.admin import (
-    MAX_SELECTED,
-    MAX_SHOWN_ENTRIES,
-    ImportRunAdmin,
-    document_html,
-    run_outcomes_url,
-    wikidata_url,
-)
+from importers.admin import MAX_SELECTED, ImportRunAdmin, run_outcomes_url, wikidata_url
+from importers.document_html import MAX_SHOWN_ENTRIES, document_html
 from importers.importers import WikidataImporter
 from importers.models import (
     ImportOutcome,

@@ -9,18 +9,19 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.sender import in_process, runs_in_process
+from importers.console import add_batch_size_argument, add_waiting_arguments
 from importers.documents import summarize
-from importers.entity_ids import SourcedId
 from importers.fetch import MAX_BATCH, FetchFailed, fetch_revisions
+from importers.given_ids import GivenIds, add_id_arguments
 from importers.importers import chunked
-from importers.management.commands.import_wikidata import MAX_LISTED
-from importers.management.commands.import_wikidata import Command as ImportCommand
 from importers.models import WikidataEntity
+from importers.run_output import RunOutput
+from importers.runs import MAX_LISTED
 
 # Documents read at a time for --relabel: a few MB at most in memory.
 RELABEL_CHUNK = 100
@@ -28,11 +29,11 @@ DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-class Command(ImportCommand):
+class Command(BaseCommand):
     help = "Re-import the stored Wikidata entities whose revision changed on Wikidata (all, with --force)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        self.add_id_arguments(parser)
+        add_id_arguments(parser)
         parser.add_argument(
             "--older-than",
             type=duration,
@@ -50,13 +51,15 @@ class Command(ImportCommand):
             help="Recompute labels and descriptions from the stored documents for WIKIDATA_LANGUAGE; "
             "no request is made.",
         )
-        self.add_sending_arguments(parser)
+        add_waiting_arguments(parser, until="every id has an outcome")
+        add_batch_size_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.verbosity = options["verbosity"]
         self.unchecked = 0  # ids whose revision could not be asked for
+        output = RunOutput(self, self.verbosity)
         with ExitStack() as stack:
-            entities = self.selected(options, stack)
+            entities = self.selected(options, stack, output)
             if options["relabel"]:
                 self.relabel(entities)
                 return
@@ -69,13 +72,13 @@ class Command(ImportCommand):
             if not stale:
                 self.report_up_to_date(entities)
                 return
-            run = self.start_run()
-            self.id_width = max(map(len, stale))
-            source = [SourcedId(wikidata_id, "stored entity") for wikidata_id in stale]
+            run = output.start()
+            ids = [(wikidata_id, "stored entity") for wikidata_id in stale]
             # Forced: the same revision is written again, an older one never (nothing stored is
             # forgotten first, so nothing is lost when the imports fail or are never sent).
-            self.send(run, source, len(source), options["batch_size"], rewrite=options["force"])
-        self.report(run, here, options)
+            width = max(map(len, stale))
+            output.send(run, ids, len(ids), width, options["batch_size"], rewrite=options["force"])
+        output.report(run, here, options)
         if self.unchecked:
             raise CommandError(
                 f"Could not check {self.unchecked} of the selected ids on Wikidata; they were sent to be "
@@ -91,13 +94,15 @@ class Command(ImportCommand):
         else:
             self.stdout.write(self.style.SUCCESS("Every selected entity is up to date."))
 
-    def selected(self, options: dict[str, Any], stack: ExitStack) -> QuerySet[WikidataEntity]:
+    def selected(
+        self, options: dict[str, Any], stack: ExitStack, output: RunOutput
+    ) -> QuerySet[WikidataEntity]:
         """Return the stored entities the options select: the ids given, fetched before a time."""
         entities = WikidataEntity.objects.order_by("pk")
         if options["ids"] or options["file"]:
-            source = self.open_source(options["ids"], options["file"], stack)
-            self.check_ids(source, options["skip_invalid"])
-            entities = entities.filter(pk__in=[wikidata_id for wikidata_id, _ in self.valid_ids(source)])
+            given = GivenIds(options["ids"], options["file"], stack)
+            given.check(options["skip_invalid"], output.warn)
+            entities = entities.filter(pk__in=[wikidata_id for wikidata_id, _ in given.pairs()])
         if options["older_than"] is not None:
             entities = entities.filter(fetched_at__lt=timezone.now() - options["older_than"])
         return entities

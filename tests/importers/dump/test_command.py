@@ -26,13 +26,12 @@ from django.db import connection
 from bench import make_dump
 from core.exceptions import PoisonMessage, TaskFailed
 from core.message import Message
-from importers.dump import chunks
+from importers.dump import chunks, sending
 from importers.dump.files import open_dump
 from importers.dump.importer import WikidataDumpImporter
 from importers.dump.lines import main_values
 from importers.dump.locks import lock_key
 from importers.importers import WikidataImporter
-from importers.management.commands import import_wikidata_dump
 from importers.models import ChunkStatus, DumpChunk, DumpImport, WikidataEntity
 from tests.support.shared import NEEDS_SHARED, SHARED
 from tests.support.wikidata_server import StandInWikidata
@@ -657,7 +656,7 @@ def test_a_full_disk_mid_cut_stops_with_the_resume_message_not_a_traceback(
     def opening(path: Any, mode: str, opener: Any = None) -> FillingDisk:
         return FillingDisk(path, mode, opener=opener)
 
-    monkeypatch.setattr(import_wikidata_dump, "open", opening, raising=False)
+    monkeypatch.setattr(sending, "open", opening, raising=False)
     with pytest.raises(CommandError) as stopped:
         import_dump(dump)
     dump_import = DumpImport.objects.get()

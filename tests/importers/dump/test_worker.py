@@ -17,8 +17,8 @@ from django.db import connection
 
 from bench import make_dump
 from config.celery_app import app
+from importers import console
 from importers.dump.importer import WikidataDumpImporter
-from importers.management.commands import import_wikidata_dump
 from importers.models import ChunkStatus, DumpChunk, WikidataEntity
 from tests.importers.dump.test_command import counts, import_dump
 from tests.support.shared import NEEDS_SHARED
@@ -100,7 +100,7 @@ def test_wait_names_the_queue_no_worker_consumes_under_the_settings_users_run(
     del settings.CELERY_TASK_DEFAULT_QUEUE  # as in config.settings.local and production
     monkeypatch.setitem(app.conf, "task_default_queue", nobody)
     monkeypatch.setitem(app.conf, "CELERY_TASK_ALWAYS_EAGER", False)
-    monkeypatch.setattr(import_wikidata_dump, "NO_WORKER_HINT_AFTER", 0.2)
+    monkeypatch.setattr(console, "NO_WORKER_HINT_AFTER", 0.2)
     settings.WIKIDATA_DUMP_CHUNK_BYTES = 2048
     path = tmp_path / "dump.json.gz"
     path.write_bytes(gzip.compress(b"[\n" + b",\n".join(make_dump.lines(10)) + b"\n]\n"))
