@@ -292,3 +292,24 @@ def test_slots_go_to_waiters_in_the_order_they_came_however_often_each_looks(sto
         assert len(takers) == 1, takers
         served.append(held := takers[0])
     assert served == waiters
+
+
+@pytest.mark.parametrize("store", ["redis", "local"])
+def test_a_waiter_interrupted_while_waiting_passes_on_a_slot_handed_to_it(store: str, key: str) -> None:
+    """A time limit (or any exception) while waiting: out of the line, and no slot kept by nobody.
+
+    A slot handed to a waiter that is gone would stay out for good (in memory) or until its lease
+    ends (Redis).
+    """
+    shared: Budget = budget(key, limit=1) if store == "redis" else LocalBudget(1, 30.0)
+    holder = shared.acquire()
+
+    def handed_then_interrupted(token: str, seconds: float) -> bool:
+        shared.release(holder)  # handed to the waiting token
+        raise KeyboardInterrupt("a time limit, say")
+
+    shared._nap = handed_then_interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        shared.acquire()
+    assert shared.in_flight() == 0
+    assert shared._take("next")[0]
