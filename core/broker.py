@@ -65,7 +65,7 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
             transport.full = False
         except OutOfMemoryError as error:
             # The MULTI was refused as a whole: no copy, no index entry. The message is ours alone.
-            transport.refused(error, "the backup copies of the messages taken")
+            transport.refused(error, "a message's backup copy")
             virtual.QoS.append(self, message, delivery_tag)
             self._unbacked.add(delivery_tag)
             logger.warning(
@@ -107,7 +107,7 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
         try:
             super().restore_visible(*args, **kwargs)
         except OutOfMemoryError as error:  # its lock or a restore: the next round tries again
-            self.channel.connection.refused(error, "restoring unacknowledged messages")
+            self.channel.connection.refused(error, "the lock to restore unacknowledged messages")
 
     def restore_unacked(self, client: Any = None) -> list[tuple[Exception, Any]]:
         """Put every message not acknowledged back on its queue; return those the Redis refused.
@@ -185,7 +185,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         try:
             super()._queue_bind(exchange, routing_key, pattern, queue)
         except OutOfMemoryError as error:
-            self.connection.refused(error, "the queue bindings")
+            self.connection.refused(error, "a queue binding")
             key = self.keyprefix_queue % (exchange,)
             member = self.sep.join([routing_key or "", pattern or "", queue or ""])
             self.connection.unwritten_bindings.setdefault(key, set()).add(member)
@@ -193,6 +193,8 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
     def write_bindings(self) -> None:
         """Write the bindings that the Redis refused; keep those it still refuses."""
         unwritten = self.connection.unwritten_bindings
+        if not unwritten:
+            return
         with self.conn_or_acquire() as client:
             for key, members in list(unwritten.items()):
                 try:
@@ -244,10 +246,11 @@ class Transport(kombu_redis.Transport):  # type: ignore[misc]
             return
         self.full = True
         logger.warning(
-            "Redis is full (%s, at %s): this worker %s on a full Redis and takes messages anyway, to "
-            "drain its queues and make room; %s wait until there is room",
-            error,
+            "Redis is full (at %s, it refused %s: %s): this worker %s on a full Redis and takes "
+            "messages anyway, to drain its queues and make room; what it could not write is written "
+            "once there is room",
             self.client.as_uri(),  # without its password
-            "runs" if self.taken else "started",
             what,
+            error,
+            "runs" if self.taken else "started",
         )
