@@ -13,6 +13,8 @@ slots (SIGKILL, a lost machine) cannot shrink the budget for good. The caller mu
 request ends before its lease does (a deadline shorter than the lease); then an expired lease
 was always a dead process's, and the count can never go over the limit.
 
+Waiters are served in the order they came (first come, first served), in both stores: a slot
+given back goes to the longest waiter, and no newcomer takes a free slot ahead of those waiting.
 In-flight leases, their hand-over to the longest waiter and the common pause need an atomic
 check-and-take on the server's own clock, which no rate-limiting library offers: they are a few
 short Lua scripts. The per-minute rate, where it is wanted, is the ``limits`` library's moving
@@ -21,6 +23,7 @@ window, on the same store, kept on the server's clock too (``ServerClockStorage`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -45,6 +48,8 @@ logger = logging.getLogger(__name__)
 # A waiter that was not woken looks again this often: a lease that expired (its process died)
 # frees its slot without anyone saying so.
 LONGEST_NAP = 1.0
+# A waiter that has not looked again for this long (or this long after a pause) is taken for dead.
+STALE = 2 * LONGEST_NAP
 
 
 class BudgetUnavailable(Exception):
@@ -101,17 +106,24 @@ class Budget:
             BudgetUnavailable: the store cannot be reached.
         """
         token = uuid.uuid4().hex
-        while True:
-            taken, wait, paused = self._take(token)
-            if taken and self._kept_within_rate(token):
-                return token
-            if taken:  # over the rate: the slot went back to others until the window moves on
-                time.sleep(self._until_rate_allows())
-            elif paused:
-                self._announce(wait)
-                time.sleep(wait)
-            elif self._nap(token, min(wait, LONGEST_NAP)) and self._kept_within_rate(token):
-                return token  # handed over by the process that gave it back
+        try:
+            while True:
+                taken, wait, paused = self._take(token)
+                if taken and self._kept_within_rate(token):
+                    return token
+                if taken:  # over the rate: the slot went back to others until the window moves on
+                    time.sleep(self._until_rate_allows())
+                elif paused:
+                    self._announce(wait)
+                    time.sleep(wait)
+                elif self._nap(token, min(wait, LONGEST_NAP)) and self._kept_within_rate(token):
+                    return token  # handed over by the process that gave it back
+        except BaseException:
+            # Interrupted while waiting (a time limit, a store failure): out of the line, and a
+            # slot handed over meanwhile goes on to the next waiter.
+            with contextlib.suppress(BudgetUnavailable):
+                self._leave(token)
+            raise
 
     def release(self, token: str) -> None:
         """Give a slot back (a lease that already expired is no longer counted: nothing to do)."""
@@ -138,6 +150,10 @@ class Budget:
 
     def _nap(self, token: str, seconds: float) -> bool:
         """Wait up to ``seconds``, or until a slot is given back; return whether it is ``token``'s now."""
+        raise NotImplementedError
+
+    def _leave(self, token: str) -> None:
+        """Take ``token`` out of the line of waiters, and give back a slot it was handed."""
         raise NotImplementedError
 
     def _rate_storage(self) -> Storage:
@@ -184,21 +200,27 @@ class LocalBudget(Budget):
     """A budget in this process's memory, for threads of one process (the embedded mode).
 
     A thread cannot die holding a slot (``slot()`` gives it back whatever happens), so slots
-    here are not leases.
+    here are not leases. Waiters line up in the order they came: a slot given back goes to the
+    first of them, and nobody takes a free slot ahead of those waiting.
     """
 
     def __init__(self, limit: int, lease_seconds: float, per_minute: int | None = None) -> None:
         super().__init__(limit, lease_seconds, per_minute)
         self._changed = threading.Condition()
         self._tokens: set[str] = set()
+        self._waiters: list[str] = []  # in the order they came
         self._paused_until = 0.0
         self._started = 0
         self._storage: MemoryStorage | None = None
 
     def release(self, token: str) -> None:
         with self._changed:
+            if token not in self._tokens:
+                return
             self._tokens.discard(token)
-            self._changed.notify()
+            if self._waiters and self._paused_until <= time.monotonic():
+                self._hand(self._waiters.pop(0))  # to the longest waiter
+            self._changed.notify_all()
 
     def pause(self, seconds: float) -> None:
         with self._changed:
@@ -214,21 +236,40 @@ class LocalBudget(Budget):
 
     def _nap(self, token: str, seconds: float) -> bool:
         with self._changed:
-            # Checked under the lock a release takes: a slot given back just before is not missed.
-            if len(self._tokens) >= self.limit:
+            # Checked under the lock a release takes: a slot handed over just before is not missed.
+            if token not in self._tokens:
                 self._changed.wait(seconds)
-        return False  # the waiter takes the slot itself
+            return token in self._tokens
+
+    def _leave(self, token: str) -> None:
+        with self._changed:
+            if token in self._waiters:
+                self._waiters.remove(token)
+        self.release(token)
 
     def _take(self, token: str) -> tuple[bool, float, bool]:
         with self._changed:
-            now = time.monotonic()
-            if self._paused_until > now:
-                return False, self._paused_until - now, True
-            if len(self._tokens) < self.limit:
-                self._tokens.add(token)
-                self._started += 1
+            if token in self._tokens:  # handed over
                 return True, 0.0, False
+            now = time.monotonic()
+            queued = token in self._waiters
+            if self._paused_until > now:
+                if not queued:
+                    self._waiters.append(token)
+                return False, self._paused_until - now, True
+            ahead = self._waiters.index(token) if queued else len(self._waiters)
+            if ahead < self.limit - len(self._tokens):
+                if queued:
+                    self._waiters.remove(token)
+                self._hand(token)
+                return True, 0.0, False
+            if not queued:
+                self._waiters.append(token)
             return False, LONGEST_NAP, False
+
+    def _hand(self, token: str) -> None:
+        self._tokens.add(token)
+        self._started += 1
 
     def _rate_storage(self) -> Storage:
         if self._storage is None:
@@ -264,14 +305,16 @@ class ServerClockStorage(RedisStorage):
 
 
 # The scripts read the Redis server's clock, so machines whose clocks disagree still agree on
-# who holds what. A waiter queues its token in ``waiters`` (scored by when it last looked); a
-# slot given back goes straight to the longest waiter, whose own ``wake:TOKEN`` list it pushes
-# onto: the waiter wakes holding it, one round trip sooner than if it had to take it. A waiter
-# that has not looked for STALE ms is taken for dead (killed while waiting) and skipped.
+# who holds what. Waiters line up in ``waiters``, scored by a ticket drawn when they first came
+# (``ticket``, a counter): a slot given back goes straight to the first of them, whose own
+# ``wake:TOKEN`` list it pushes onto, and nobody takes a free slot ahead of those waiting. Each
+# look of a waiter sets in ``seen`` when it is to be taken for dead (killed while waiting) and
+# dropped from the line: STALE after this look, or after the pause it sleeps through.
 
 # KEYS: leases (a sorted set: token -> expiry, ms), pause (its end, ms), started (a counter),
-# waiters (a sorted set: token -> last look, ms), wake (the waiter's list). ARGV: limit, lease
-# ms, token. Returns {taken, ms to wait, paused}.
+# waiters (a sorted set: token -> ticket), wake (the waiter's list), seen (a sorted set: token ->
+# when it is dead, ms), ticket (a counter). ARGV: limit, lease ms, token, nap ms, stale ms.
+# Returns {taken, ms to wait, paused}.
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -279,26 +322,41 @@ if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
   redis.call('DEL', KEYS[5])
   return {1, 0, 0}
 end
-local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
-if pause > now then return {0, pause - now, 1} end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('INCR', KEYS[3])
-  redis.call('ZREM', KEYS[4], ARGV[3])
-  return {1, 0, 0}
+for _, dead in ipairs(redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now)) do
+  redis.call('ZREM', KEYS[4], dead)
+  redis.call('ZREM', KEYS[6], dead)
 end
-redis.call('ZADD', KEYS[4], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[4], ARGV[2])
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {0, math.max(tonumber(first[2]) - now, 1), 0}
+local queued = redis.call('ZSCORE', KEYS[4], ARGV[3])
+local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
+local wait = pause - now
+if pause <= now then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
+  local ahead = queued and redis.call('ZRANK', KEYS[4], ARGV[3]) or redis.call('ZCARD', KEYS[4])
+  if ahead < free then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    redis.call('INCR', KEYS[3])
+    redis.call('ZREM', KEYS[4], ARGV[3])
+    redis.call('ZREM', KEYS[6], ARGV[3])
+    return {1, 0, 0}
+  end
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  wait = tonumber(ARGV[4])
+  if #first > 0 then wait = math.min(math.max(tonumber(first[2]) - now, 1), wait) end
+end
+if not queued then redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[7]), ARGV[3]) end
+local dead = math.max(pause, now) + tonumber(ARGV[5])
+redis.call('ZADD', KEYS[6], dead, ARGV[3])
+local keep = math.max(tonumber(ARGV[2]), dead - now)
+for i = 4, 7 do if i ~= 5 then redis.call('PEXPIRE', KEYS[i], keep) end end
+return {0, wait, pause > now and 1 or 0}
 """
 
-# KEYS: leases, pause, started, waiters. ARGV: token, limit, lease ms, stale ms, the wake lists'
+# KEYS: leases, pause, started, waiters, seen. ARGV: token, limit, lease ms, the wake lists'
 # prefix (a waiter's list is named from its token, so it cannot be declared beforehand: fine on
-# one Redis server, not on a cluster). Hands the slot to a waiter unless a pause runs, or the
-# slot was no longer counted (its lease had run out, and someone else may hold it now).
+# one Redis server, not on a cluster). Hands the slot to the first waiter unless a pause runs,
+# or the slot was no longer counted (its lease had run out, and someone else may hold it now).
 _RELEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -309,11 +367,13 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 while true do
   local waiter = redis.call('ZPOPMIN', KEYS[4])
   if #waiter == 0 then return 0 end
-  if tonumber(waiter[2]) >= now - tonumber(ARGV[4]) then
+  local dead = tonumber(redis.call('ZSCORE', KEYS[5], waiter[1]) or '0')
+  redis.call('ZREM', KEYS[5], waiter[1])
+  if dead > now then
     redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), waiter[1])
     redis.call('PEXPIRE', KEYS[1], ARGV[3])
     redis.call('INCR', KEYS[3])
-    local wake = ARGV[5] .. waiter[1]
+    local wake = ARGV[4] .. waiter[1]
     redis.call('RPUSH', wake, 1)
     redis.call('PEXPIRE', wake, ARGV[3])
     return 1
@@ -383,7 +443,8 @@ class RedisBudget(Budget):
 
     @property
     def _keys(self) -> dict[str, str]:
-        return {name: f"{self.key}:{name}" for name in ("leases", "pause", "started", "waiters")}
+        names = ("leases", "pause", "started", "waiters", "seen", "ticket")
+        return {name: f"{self.key}:{name}" for name in names}
 
     def _wake(self, token: str) -> str:
         return f"{self.key}:wake:{token}"
@@ -392,8 +453,8 @@ class RedisBudget(Budget):
         k = self._keys
         self._run(
             _RELEASE,
-            [k["leases"], k["pause"], k["started"], k["waiters"]],
-            [token, self.limit, self._lease_ms, int(2 * LONGEST_NAP * 1000), self._wake("")],
+            [k["leases"], k["pause"], k["started"], k["waiters"], k["seen"]],
+            [token, self.limit, self._lease_ms, self._wake("")],
         )
 
     def pause(self, seconds: float) -> None:
@@ -409,14 +470,19 @@ class RedisBudget(Budget):
         k = self._keys
         taken, wait_ms, paused = self._run(
             _TAKE,
-            [k["leases"], k["pause"], k["started"], k["waiters"], self._wake(token)],
-            [self.limit, self._lease_ms, token],
+            [k["leases"], k["pause"], k["started"], k["waiters"], self._wake(token), k["seen"], k["ticket"]],
+            [self.limit, self._lease_ms, token, int(LONGEST_NAP * 1000), int(STALE * 1000)],
         )
         return bool(taken), int(wait_ms) / 1000, bool(paused)
 
     def _nap(self, token: str, seconds: float) -> bool:
         wake = self._wake(token)
         return self._call(lambda client: client.blpop([wake], timeout=max(seconds, 0.001))) is not None
+
+    def _leave(self, token: str) -> None:
+        k = self._keys
+        self._call(lambda client: client.zrem(k["waiters"], token))
+        self.release(token)  # a slot handed over before it left goes on to the next waiter
 
     def _rate_storage(self) -> Storage:
         if self._storage is None:

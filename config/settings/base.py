@@ -7,6 +7,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env_file import read_env_file
+from core.broker import broker_transport
 from core.redis_urls import tls_options, with_tls_policy
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -154,6 +155,10 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 if CELERY_TASK_ALWAYS_EAGER:
     # Eager calls still build a producer; the in-memory transport keeps it off the network.
     CELERY_BROKER_URL = "memory://"
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-transport
+# On Redis, kombu's transport changed by core.broker so that a worker started on a full Redis
+# (maxmemory with noeviction, as Heroku's 25 MB) starts and drains it, rather than exiting.
+CELERY_BROKER_TRANSPORT = broker_transport(CELERY_BROKER_URL)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-backend
 # Importers record their outcomes in the database; a result backend is optional.
 CELERY_RESULT_BACKEND = redis_url(env("CELERY_RESULT_BACKEND", default="")) or None

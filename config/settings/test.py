@@ -4,6 +4,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from core.broker import broker_transport
 from core.redis_urls import tls_options
 
 from .base import *  # noqa: F403
@@ -52,6 +53,7 @@ else:
     # this process and in the ones it starts (which are given their own).
     for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
         os.environ.pop(name, None)
+CELERY_BROKER_TRANSPORT = broker_transport(CELERY_BROKER_URL)
 CELERY_TASK_IGNORE_RESULT = False
 WIKIDATA_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-wikidata"
 # The request budget: in memory unless a test gives workers a Redis one, under keys of their own.

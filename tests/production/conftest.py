@@ -20,6 +20,7 @@ from kombu import pools
 
 from config.celery_app import app
 from config.settings.base import redis_url
+from core.broker import broker_transport
 from core.redis_urls import tls_options
 from tests.conftest import ROOT, make_worker
 from tests.support.tls import free_port, self_signed_certificate
@@ -127,6 +128,7 @@ class RedisServer:
 SENDER_KEYS = (
     "CELERY_BROKER_URL",
     "CELERY_BROKER_USE_SSL",
+    "CELERY_BROKER_TRANSPORT",
     "CELERY_BROKER_TRANSPORT_OPTIONS",
     "CELERY_TASK_ALWAYS_EAGER",
 )
@@ -160,6 +162,7 @@ class Deployment:
         # As the settings give it to every process: with the project's TLS policy explicit.
         app.conf.CELERY_BROKER_URL = redis_url(self.broker_url)
         app.conf.CELERY_BROKER_USE_SSL = tls_options(app.conf.CELERY_BROKER_URL)
+        app.conf.CELERY_BROKER_TRANSPORT = broker_transport(app.conf.CELERY_BROKER_URL)
         if self.visibility_timeout is not None:
             options = {**self._saved["CELERY_BROKER_TRANSPORT_OPTIONS"]}
             options["visibility_timeout"] = self.visibility_timeout

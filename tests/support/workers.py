@@ -86,11 +86,7 @@ class CeleryWorker:
         # environment that the Celery app reads its settings from.
         from config.celery_app import app
 
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
-            )
+        self.launch()
 
         def answers_a_ping() -> bool:
             if self.exited():
@@ -99,6 +95,18 @@ class CeleryWorker:
             return bool(app.control.ping(destination=[self.nodename], timeout=0.5, limit=1))
 
         wait_until(answers_a_ping, timeout=timeout, why=self.log_tail)
+
+    def launch(self) -> None:
+        """Start the worker's process and return at once, without waiting for it to answer.
+
+        For a broker that cannot carry a ping's answer yet (a full Redis refuses its reply); the
+        caller watches the worker's work or its log, and ``exited()``.
+        """
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
+            )
 
     def command(self) -> list[str]:
         """The worker's command line."""
