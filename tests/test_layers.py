@@ -72,6 +72,15 @@ def test_core_never_imports_the_importers() -> None:
     assert {module: names for module, names in offenders.items() if names} == {}
 
 
+def test_the_http_get_takes_its_limits_from_its_caller_not_from_settings() -> None:
+    offenders = {
+        module: sorted(name for name in names if name.split(".")[0] == "django")
+        for module, names in imports_of("core/http").items()
+    }
+    assert offenders  # the package is there to check
+    assert {module: names for module, names in offenders.items() if names} == {}
+
+
 @pytest.mark.parametrize("package", ["core", "importers"])
 def test_there_is_no_import_circle(package: str) -> None:
     graph = project_graph()
