@@ -28,7 +28,8 @@ class Deadline:
     """The end of one attempt: when it passes, the connection in use is shut down, whatever it awaits.
 
     A read timeout bounds each wait for data, not the answer: a server sending a byte a second
-    never trips it, whether in the headers or the body. The watchdog thread shuts the socket
+    never trips it, whether in the headers or the body (nor does urllib3's ``Timeout(total=...)``:
+    it too bounds each wait, not their sum). The watchdog thread shuts the socket
     down, which makes the blocked read return at once; the connection is then closed, not reused.
     """
 
@@ -144,10 +145,11 @@ def _shut_down(sock: socket.socket) -> None:
 def _resolve(host: str, port: int, seconds: float | None) -> list[str]:
     """The addresses of ``host``, in the resolver's order, looked up within ``seconds``.
 
-    ``getaddrinfo`` blocks in C for as long as the resolver takes (its timeouts times its servers
-    and tries), beyond any socket timeout and the watchdog's reach: that wait ran outside the
-    attempt's deadline, and past the budget slot's lease. Here it runs on a thread of its own,
-    waited for no longer than the attempt has left; a lookup still hanging then is left to end.
+    urllib3's own connection calls ``getaddrinfo``, which blocks in C for as long as the resolver
+    takes (its timeouts times its servers and tries), beyond any socket timeout and the watchdog's
+    reach: that wait ran outside the attempt's deadline, and past the budget slot's lease. Here it
+    runs on a thread of its own, waited for no longer than the attempt has left; a lookup still
+    hanging then is left to end.
 
     Raises:
         socket.gaierror: the name does not resolve.

@@ -30,14 +30,17 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # A redirect within the host asked (Wikidata's Special:EntityData sends a non-canonical URL, such
 # as a lower-case id, to the canonical one) is harmless to follow. One anywhere else would make
 # the caller fetch, and store, what another host says, or probe hosts only it can reach: refused.
+# urllib3's Retry(redirect=...) follows a redirect to any host: kept.
 MAX_REDIRECTS = 3
 # An answer is read this much at a time, so that the size cap applies before memory is spent.
 CHUNK = 64 * 1024
 # Gzip is asked for (JSON shrinks about tenfold), and decoded here within the cap;
-# urllib3 would decode any encoding the server names, whole and in memory.
+# urllib3 2.6 would decode any encoding it knows (deflate, br), and takes a gzip stream cut short
+# or followed by junk without a word (tried): kept.
 ACCEPT_ENCODING = "gzip"
 GZIP_ENCODINGS = frozenset({"gzip", "x-gzip"})
-# RFC 9110 says whole seconds; a fraction does no harm.
+# RFC 9110 says whole seconds; a fraction does no harm. urllib3's Retry.parse_retry_after refuses
+# "0.5" (a test asks for it) and reads a "-0000" date as local time: kept.
 DELAY_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
@@ -95,6 +98,7 @@ def get(url: str, headers: dict[str, str], limits: Limits, budget: Budget) -> tu
             ``limits.max_bytes``, in an encoding not asked for, redirected to another host, a
             host name that does not resolve), which is not tried again.
     """
+    # urllib3's Retry sleeps within one urlopen, outside the budget's slot and its shared pause: kept.
     attempt = 1
     while True:
         try:
