@@ -174,9 +174,9 @@ def throttled(result: Result, count: int) -> None:
 
 def killed_worker(result: Result, count: int) -> None:
     """A worker SIGKILLed while it holds every slot: the leases run out, and a second worker finishes."""
-    from importers.fetch import LEASE_GRACE, request_budget
     from importers.importers import WikidataImporter
     from importers.models import ImportOutcome
+    from importers.wikidata_api import LEASE_GRACE, request_budget
 
     lease = KILL_DEADLINE + LEASE_GRACE
     env = {"WIKIDATA_ATTEMPT_DEADLINE": f"{KILL_DEADLINE:g}", "CELERY_VISIBILITY_TIMEOUT": "20"}

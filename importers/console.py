@@ -19,8 +19,8 @@ from rich.progress import Progress, ProgressColumn
 from core.budget import Budget, BudgetUnavailable
 from core.sender import runs_in_process
 
-from .fetch import MAX_BATCH
 from .models import ImportRun
+from .wikidata_api import MAX_BATCH
 
 # With nothing ended for this many seconds, a wait looks for a worker on the queue.
 NO_WORKER_HINT_AFTER = 5.0

@@ -25,10 +25,10 @@ from django.conf import settings
 from django.db import transaction
 
 from .entity_ids import InvalidEntityId, normalize
-from .fetch import MAX_BATCH
 from .importers import WikidataImporter
 from .models import FollowPosition, ImportOutcome, Status, WikidataEntity
 from .storage import Storage
+from .wikidata_api import MAX_BATCH
 
 __all__ = (
     "Change",

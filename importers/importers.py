@@ -21,9 +21,17 @@ from core.importer import BaseImporter, as_task
 from .documents import Batch, Fetched
 from .dump.importer import WikidataDumpImporter
 from .entity_ids import InvalidEntityId, normalize
-from .fetch import MAX_BATCH, EntityInvalid, EntityMissing, FetchError, FetchFailed, fetch_batch, fetch_entity
 from .models import Status
 from .storage import Storage
+from .wikidata_api import (
+    MAX_BATCH,
+    EntityInvalid,
+    EntityMissing,
+    FetchError,
+    FetchFailed,
+    fetch_batch,
+    fetch_entity,
+)
 
 if TYPE_CHECKING:
     from core.message import Message

@@ -16,8 +16,8 @@ from core.sender import runs_in_process
 
 from . import runs
 from .console import RequestGauge, Waiting, database_problem, progress_bar
-from .fetch import request_budget
 from .models import ImportRun, RunOrigin
+from .wikidata_api import request_budget
 
 
 class RunOutput:

@@ -14,9 +14,9 @@ from kombu.exceptions import OperationalError
 
 from core.exceptions import EnqueueFailed
 
-from .fetch import MAX_BATCH
 from .importers import WikidataImporter, chunked
 from .models import ImportRun, RunOrigin, RunOutcome, Status
+from .wikidata_api import MAX_BATCH
 
 # Listing every failed id is useful up to a point; past it, the admin has the rest.
 MAX_LISTED = 50

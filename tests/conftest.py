@@ -16,7 +16,7 @@ from django.db import connection
 
 from config.celery_app import app
 from core.registry import registry
-from importers.fetch import budget_for
+from importers.wikidata_api import budget_for
 from tests.support.wikidata_server import StandInWikidata
 from tests.support.workers import CeleryWorker
 

@@ -263,7 +263,7 @@ WIKIDATA_TIMEOUT = env.float("WIKIDATA_TIMEOUT", default=20.0)
 # The language of the stored label and description (with fallbacks where it is missing).
 WIKIDATA_LANGUAGE = env("WIKIDATA_LANGUAGE", default="en")
 # Retries of a 429, a 5xx, a connection error or a timeout, with exponential backoff and jitter.
-# They happen inside the task: the longest fetch (importers.fetch.longest_fetch_seconds) must
+# They happen inside the task: the longest fetch (importers.wikidata_api.longest_fetch_seconds) must
 # stay within CELERY_TASK_SOFT_TIME_LIMIT; tests/config checks it.
 WIKIDATA_MAX_RETRIES = env.int("WIKIDATA_MAX_RETRIES", default=5)
 WIKIDATA_BACKOFF_FACTOR = env.float("WIKIDATA_BACKOFF_FACTOR", default=1.0)

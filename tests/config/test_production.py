@@ -10,7 +10,7 @@ import pytest
 from django.test import override_settings
 
 import config.settings.base as production_defaults
-from importers.fetch import longest_fetch_seconds
+from importers.wikidata_api import longest_fetch_seconds
 from tests.conftest import ROOT
 
 PRODUCTION_ENV = {

@@ -11,9 +11,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from importers.fetch import fetch_batch
 from importers.importers import WikidataImporter, chunked
 from importers.models import ImportOutcome, ImportRun, WikidataEntity, WikidataRedirect
+from importers.wikidata_api import fetch_batch
 from tests.importers.conftest import EVERY_KIND
 from tests.importers.entities import HUMAN, STUTTGART, item, texts
 from tests.support.wikidata_server import Fault, StandInWikidata

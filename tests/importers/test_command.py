@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-import importers.fetch
+import importers.wikidata_api
 from importers.models import ImportOutcome, ImportRun, WikidataEntity
 from tests.importers.conftest import import_wikidata
 from tests.support.wikidata_server import StandInWikidata
@@ -213,7 +213,7 @@ def test_in_process_each_ids_line_is_printed_as_soon_as_it_ends(
     # Before, nothing was printed until every id was done (12 s of 12.6 s for 310 ids).
     out = io.StringIO()
     printed_before_each_fetch = []
-    fetch = importers.fetch.fetch_entity
+    fetch = importers.wikidata_api.fetch_entity
 
     def watched(entity_id: str) -> Any:
         printed_before_each_fetch.append(out.getvalue())

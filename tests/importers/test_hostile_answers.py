@@ -25,9 +25,9 @@ import pytest
 from django.db import connection
 
 from config.celery_app import app
-from importers.fetch import FetchFailed, fetch_entity, longest_fetch_seconds
 from importers.importers import WikidataImporter
 from importers.models import ImportOutcome, WikidataEntity
+from importers.wikidata_api import FetchFailed, fetch_entity, longest_fetch_seconds
 from tests.importers.conftest import import_in
 from tests.importers.entities import STUTTGART, item, texts
 from tests.support.outcomes import wait_for_outcomes

@@ -212,7 +212,7 @@ def test_an_answer_that_asks_for_a_pause_pauses_the_budget_before_its_slot_goes_
     # Released first, the slot could go to another process before the pause began.
     settings.WIKIDATA_RETRY_AFTER_MAX = 0.2
     budget = RecordingBudget()
-    monkeypatch.setattr("importers.fetch.request_budget", lambda: budget)
+    monkeypatch.setattr("importers.wikidata_api.request_budget", lambda: budget)
     ids = serve(wikidata, 2)
     wikidata.latency = 0
     wikidata.add_fault(None, fault)
@@ -221,8 +221,8 @@ def test_an_answer_that_asks_for_a_pause_pauses_the_budget_before_its_slot_goes_
 
 
 def test_wait_shows_the_requests_in_flight_of_the_shared_budget(settings: Any) -> None:
-    from importers.fetch import request_budget
     from importers.management.commands.import_wikidata import Command
+    from importers.wikidata_api import request_budget
 
     settings.WIKIDATA_LIMITER_URL = settings.TEST_REDIS_URL
     settings.WIKIDATA_LIMITER_KEY = f"test-gauge-{uuid.uuid4().hex[:12]}"

@@ -16,12 +16,12 @@ from django.utils import timezone
 from core.sender import in_process, runs_in_process
 from importers.console import add_batch_size_argument, add_waiting_arguments
 from importers.documents import summarize
-from importers.fetch import MAX_BATCH, FetchFailed, fetch_revisions
 from importers.given_ids import GivenIds, add_id_arguments
 from importers.importers import chunked
 from importers.models import WikidataEntity
 from importers.run_output import RunOutput
 from importers.runs import MAX_LISTED
+from importers.wikidata_api import MAX_BATCH, FetchFailed, fetch_revisions
 
 # Documents read at a time for --relabel: a few MB at most in memory.
 RELABEL_CHUNK = 100
