@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
+from core.lines import bounded_lines
+
 __all__ = (
     "ENTITY_ID",
     "ENTITY_ID_PATTERN",
@@ -36,8 +38,6 @@ MAX_LINE_BYTES = 1024
 ECHOED_CHARACTERS = 20
 # What some editors write at the start of a UTF-8 file; it is not part of the first id.
 UTF8_BOM = b"\xef\xbb\xbf"
-# A long line's rest is read and dropped in pieces of this size.
-SKIPPED_PIECE = 1 << 16
 
 
 class InvalidEntityId(ValueError):
@@ -95,7 +95,8 @@ def read_ids(file: IO[bytes], origin: str = "line") -> Iterator[SourcedId]:
     ``#``) is not UTF-8, or that is longer than ``MAX_LINE_BYTES`` without a ``#`` in its first
     ``MAX_LINE_BYTES``, is yielded as ``unreadable``, with the reason.
     """
-    for number, (head, length) in enumerate(_lines(file), start=1):
+    for number, line in enumerate(bounded_lines(file, MAX_LINE_BYTES), start=1):
+        head, length = line.head.removesuffix(b"\n"), line.length
         where = f"{origin} {number}"
         if number == 1 and head.startswith(UTF8_BOM):
             head, length = head[len(UTF8_BOM) :], length - len(UTF8_BOM)
@@ -113,15 +114,3 @@ def read_ids(file: IO[bytes], origin: str = "line") -> Iterator[SourcedId]:
         text = text.strip()
         if text:
             yield SourcedId(text, where)
-
-
-def _lines(file: IO[bytes]) -> Iterator[tuple[bytes, int]]:
-    """Yield each line of ``file``, without its line break: at most its first ``MAX_LINE_BYTES + 1``
-    bytes, and its whole length in bytes."""
-    while head := file.readline(MAX_LINE_BYTES + 1):
-        length, piece = len(head), head
-        while not piece.endswith(b"\n") and (piece := file.readline(SKIPPED_PIECE)):
-            length += len(piece)
-        if piece.endswith(b"\n"):
-            length -= 1
-        yield head.removesuffix(b"\n"), length

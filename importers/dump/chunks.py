@@ -20,6 +20,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.lines import SKIPPED_PIECE, bounded_lines
+
 from ..documents import MAX_DEPTH, MAX_TYPE_LENGTH, UnusableDocument, check, summarize
 from ..entity_ids import ENTITY_ID, InvalidEntityId, SourcedId, read_ids
 from ..models import ChunkStatus, DumpChunk
@@ -58,8 +60,6 @@ _SHAPE_OF = {
 }
 NUMBER_SHAPES = bytes(_SHAPE_OF.get(byte, byte if byte == ord("-") else ord(" ")) for byte in range(256))
 LONG_EXPONENT_SHAPES = (b"0e00000", b"0e-00000")
-# The rest of an overlong line is read and dropped in pieces of this size.
-SKIPPED_PIECE = 1 << 20
 
 
 class ChunkUnreadable(Exception):
@@ -148,31 +148,18 @@ def _opened(path: str) -> Iterator[IO[bytes]]:
 def _lines(
     file: IO[bytes], size: int | None, first_line: int, max_bytes: int, short: str, offset: int
 ) -> Iterator[tuple[int, bytes | None]]:
-    """The lines of the next ``size`` bytes of ``file`` (None: to its end), numbered from ``first_line``.
+    """The lines of the next ``size`` bytes of ``file`` (None: to its end), numbered from ``first_line``;
+    None for a line longer than ``max_bytes``.
 
     ``short`` is the error when the file ends before ``size`` bytes, with ``{}`` for the position
     (``offset`` plus the bytes read).
     """
-    read, number = 0, first_line
-    while size is None or read < size:
-        line = file.readline(max_bytes + 1 if size is None else min(max_bytes + 1, size - read))
-        if not line:
-            if size is None:
-                return
-            raise ChunkUnreadable(short.format(offset + read))
-        read += len(line)
-        if len(line) <= max_bytes or line.endswith(b"\n"):
-            yield number, line
-        else:
-            while not line.endswith(b"\n") and (size is None or read < size):
-                line = file.readline(SKIPPED_PIECE if size is None else min(SKIPPED_PIECE, size - read))
-                if not line:
-                    if size is None:
-                        break
-                    raise ChunkUnreadable(short.format(offset + read))
-                read += len(line)
-            yield number, None
-        number += 1
+    read = 0
+    for number, line in enumerate(bounded_lines(file, max_bytes, size), start=first_line):
+        read += line.read
+        yield number, (line.head if line.length <= max_bytes else None)
+    if size is not None and read < size:
+        raise ChunkUnreadable(short.format(offset + read))
 
 
 def import_chunk(chunk: DumpChunk, task_id: str | None) -> ChunkCounts | None:
