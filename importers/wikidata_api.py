@@ -3,16 +3,14 @@
 Each reads its limits from the ``WIKIDATA_*`` settings and sends its requests through the
 bounded GET of ``core.http`` (retries, a deadline on every attempt, a size cap, same-host
 redirects), in the request budget every process fetching from Wikidata shares. One entity goes
-through the ``wikidata`` package's ``Client``, which understands Wikidata's answers (a redirect
-answers with the target's document; a 400 "Invalid ID" means no such id).
+through the ``wikidata`` package's ``Client``, which reads ``Special:EntityData``'s answer (a
+merged id answers with the target's document); the client's own seam for requests
+(``Client.request``) hands them to that GET, with no urllib opener in between.
 """
 
 from __future__ import annotations
 
-import email.message
 import functools
-import io
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
@@ -92,35 +90,16 @@ def fetch_entity(entity_id: str) -> Fetched:
             answer that is not an entity document, or the document of an id of another kind;
             a document that cannot be stored as it was sent (``documents.check``).
     """
-    opener = PooledOpener()
-    client = Client(settings.WIKIDATA_BASE_URL, opener=opener, user_agent=settings.WIKIDATA_USER_AGENT)
+    client = _EntityDataClient(entity_id)
     try:
         entity = client.get(EntityId(entity_id), load=True)
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            raise EntityMissing(f"{entity_id}: no such entity (HTTP 404)", opener.attempts) from None
-        if error.code == 403:
-            raise FetchFailed(USER_AGENT_HELP, opener.attempts) from None
-        raise FetchFailed(
-            f"{entity_id}: HTTP {error.code} {error.reason} after {opener.attempts} attempts", opener.attempts
-        ) from None
-    except TooManyValues as error:
-        message = f"{entity_id}: the response is too large to decode: {error}"
-        raise FetchFailed(message, opener.attempts) from None
-    except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, or nested beyond decoding
-        message = f"{entity_id}: the response is not JSON ({error!s:.200})"
-        raise FetchFailed(message, opener.attempts) from None
     except (KeyError, TypeError, AttributeError, AssertionError, StopIteration) as error:
         raise FetchFailed(
             f"{entity_id}: the response has an unexpected shape ({type(error).__name__}: {error!s:.200})",
-            opener.attempts,
+            client.attempts,
         ) from None
-    if entity.state is EntityState.non_existent:
-        # The client says so for a 400 "Invalid ID", and for a 200 whose body is JSON null.
-        if opener.status == 400:
-            message = f"{entity_id}: Wikidata says this is not a valid id (HTTP 400)"
-            raise EntityInvalid(message, opener.attempts)
-        raise FetchFailed(f"{entity_id}: the response is JSON null, not an entity document", opener.attempts)
+    if entity.state is EntityState.non_existent:  # the client's word for a 200 whose body is JSON null
+        raise FetchFailed(f"{entity_id}: the response is JSON null, not an entity document", client.attempts)
     document = entity.data
     if not (
         isinstance(document, dict)
@@ -128,16 +107,46 @@ def fetch_entity(entity_id: str) -> Fetched:
         and isinstance(document.get("type"), str)
     ):
         message = f"the response has an unexpected shape (no entity document for {entity.id!r:.{MAX_ECHO}})"
-        raise FetchFailed(f"{entity_id}: {message}", opener.attempts)
+        raise FetchFailed(f"{entity_id}: {message}", client.attempts)
     target = str(entity.id)
     if target != entity_id and not _same_kind(entity_id, target):
         message = f"{entity_id}: answered with the document of {target!r:.{MAX_ECHO}}, {_NOT_SAME_KIND}"
-        raise FetchFailed(message, opener.attempts)
+        raise FetchFailed(message, client.attempts)
     try:
         check(document)
     except UnusableDocument as error:
-        raise FetchFailed(f"{entity_id}: could not store the document: {error}", opener.attempts) from None
-    return Fetched(target, document, opener.attempts)
+        raise FetchFailed(f"{entity_id}: could not store the document: {error}", client.attempts) from None
+    return Fetched(target, document, client.attempts)
+
+
+class _EntityDataClient(Client):
+    """The ``wikidata`` package's client for one entity, its request made by ``core.http.get``, not urllib.
+
+    ``Client.request(path)`` is the package's seam for fetching: it returns the decoded answer
+    (``None`` for no such entity), which ``Entity.load`` understands. ``attempts`` counts the
+    requests made for it.
+    """
+
+    def __init__(self, entity_id: str) -> None:
+        # Never used (``request`` below makes the requests), but the client insists on an opener.
+        super().__init__(settings.WIKIDATA_BASE_URL, opener=urllib.request.OpenerDirector())
+        self.entity_id = entity_id
+        self.attempts = 0
+
+    def request(self, path: str) -> Any:
+        name = self.entity_id
+        headers = {"User-Agent": settings.WIKIDATA_USER_AGENT}
+        answer, self.attempts = _get(urllib.parse.urljoin(self.base_url, path), headers)
+        if answer.status == 404:
+            raise EntityMissing(f"{name}: no such entity (HTTP 404)", self.attempts)
+        if answer.status == 400 and b"Invalid ID" in answer.body:
+            raise EntityInvalid(f"{name}: Wikidata says this is not a valid id (HTTP 400)", self.attempts)
+        if answer.status == 403:
+            raise FetchFailed(USER_AGENT_HELP, self.attempts)
+        if answer.status >= 300:
+            message = f"{name}: HTTP {answer.status} {answer.reason} after {self.attempts} attempts"
+            raise FetchFailed(message, self.attempts)
+        return _decoded(answer, name, self.attempts)
 
 
 def fetch_batch(entity_ids: list[str]) -> Batch:
@@ -199,16 +208,7 @@ def _wbgetentities(entity_ids: list[str], **params: str) -> tuple[Any, int]:
         if answer.status >= 300:
             message = f"HTTP {answer.status} {answer.reason} after {attempts} attempts"
             raise FetchFailed(f"wbgetentities: {message}", attempts)
-        try:
-            check_values(answer.body, settings.WIKIDATA_MAX_RESPONSE_VALUES)
-            body = loads(answer.body)
-        except TooManyValues as too_many:
-            raise FetchFailed(
-                f"wbgetentities: the response is too large to decode: {too_many}", attempts
-            ) from None
-        except ValueError as not_json:
-            message = f"wbgetentities: the response is not JSON ({not_json!s:.200})"
-            raise FetchFailed(message, attempts) from None
+        body = _decoded(answer, "wbgetentities", attempts)
         api_error = body.get("error") if isinstance(body, dict) else None
         lag = isinstance(api_error, dict) and api_error.get("code") == "maxlag"
         if lag and lagged < settings.WIKIDATA_MAX_RETRIES:
@@ -221,6 +221,22 @@ def _wbgetentities(entity_ids: list[str], **params: str) -> tuple[Any, int]:
             raise FetchFailed(f"wbgetentities: API error {api_error!s:.500}", attempts)
         return body, attempts
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+
+def _decoded(answer: Answer, name: str, attempts: int) -> Any:
+    """The JSON body of ``answer``, its values counted before it is decoded.
+
+    Raises:
+        FetchFailed: it may hold more than ``WIKIDATA_MAX_RESPONSE_VALUES`` values (bytes alone do
+            not bound the memory decoding takes), or it is not JSON.
+    """
+    try:
+        check_values(answer.body, settings.WIKIDATA_MAX_RESPONSE_VALUES)
+        return loads(answer.body)
+    except TooManyValues as too_many:
+        raise FetchFailed(f"{name}: the response is too large to decode: {too_many}", attempts) from None
+    except ValueError as not_json:  # not JSON, not UTF-8, or nested beyond decoding
+        raise FetchFailed(f"{name}: the response is not JSON ({not_json!s:.200})", attempts) from None
 
 
 def _batch(entity_ids: list[str], body: Any, attempts: int) -> Batch:
@@ -321,38 +337,6 @@ def budget_for(url: str, key: str, limit: int, lease_seconds: float, per_minute:
     if url:
         return RedisBudget(url, key, limit, lease_seconds, per_minute)
     return LocalBudget(limit, lease_seconds, per_minute)
-
-
-class PooledOpener(urllib.request.OpenerDirector):
-    """An opener for ``wikidata.client.Client`` that sends its requests through ``_get``.
-
-    The client sets the User-Agent in ``addheaders`` before each request; giving it an opener
-    of its own keeps it from changing the headers of urllib's global opener. ``status`` is the
-    last answer's HTTP status, ``attempts`` the requests made for it.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.attempts = 0
-        self.status = 0
-
-    def open(self, fullurl: str | urllib.request.Request, data: Any = None, timeout: Any = None) -> Any:
-        url = fullurl if isinstance(fullurl, str) else fullurl.full_url
-        self.attempts = 1
-        try:
-            answer, self.attempts = _get(url, dict(self.addheaders))
-        except FetchFailed as error:
-            self.attempts = error.attempts
-            raise
-        self.status = answer.status
-        if answer.status >= 300:
-            headers = email.message.Message()
-            for name, value in answer.headers.items():
-                headers[name] = value
-            raise urllib.error.HTTPError(url, answer.status, answer.reason, headers, io.BytesIO(answer.body))
-        # Before the client decodes it: bytes alone do not bound the memory it takes.
-        check_values(answer.body, settings.WIKIDATA_MAX_RESPONSE_VALUES)
-        return io.BytesIO(answer.body)
 
 
 def longest_fetch_seconds() -> float:
