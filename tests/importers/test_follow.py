@@ -20,9 +20,10 @@ from django.core.management.base import CommandError
 from django.db import connection, connections
 
 from core.exceptions import EnqueueFailed
-from importers import follow
 from importers.documents import Batch
 from importers.follow import Change, Event, Follower, Pending, parse_change, read_events
+from importers.follow import follower as follower_module
+from importers.follow import stream as stream_module
 from importers.management.commands.follow_wikidata import Command as FollowCommand
 from importers.models import FollowPosition, ImportOutcome, WikidataEntity
 from importers.storage import Storage
@@ -199,7 +200,7 @@ def test_a_connection_dropped_mid_event_loses_no_change(
 def test_a_stalled_connection_is_dropped_and_resumed(
     wikidata: StandInWikidata, stream: StandInEventStream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(follow, "READ_TIMEOUT", 1.0)  # 60 s in production
+    monkeypatch.setattr(stream_module, "READ_TIMEOUT", 1.0)  # 60 s in production
     stored(wikidata, 1, 2)
     stream.drop_after(1, "stall")
     stream.edit("Q1", 2001)
@@ -374,7 +375,7 @@ def test_a_broker_that_cannot_be_reached_stops_the_command_with_the_position_kep
         def import_bulk(self, ids: list[str], batch_size: int, at_least: Any = None) -> int:
             raise EnqueueFailed(0, ConnectionRefusedError("refused"), "redis://broker:6379/0")
 
-    monkeypatch.setattr(follow, "WikidataImporter", Unreachable)
+    monkeypatch.setattr(follower_module, "WikidataImporter", Unreachable)
     with pytest.raises(CommandError, match="position was kept: start follow_wikidata again"):
         call_command("follow_wikidata", stdout=io.StringIO())
     assert saved_offset() is None
@@ -382,7 +383,7 @@ def test_a_broker_that_cannot_be_reached_stops_the_command_with_the_position_kep
 
 
 def test_an_oversized_event_is_skipped_without_its_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(follow, "MAX_EVENT_BYTES", 20)
+    monkeypatch.setattr(stream_module, "MAX_EVENT_BYTES", 20)
     body = (
         b"id: 1\ndata: " + b"x" * 50 + b"\n\n"  # one overlong line
         b"id: 2\ndata: 0123456789\ndata: 0123456789\n\n"  # lines of an overlong event
@@ -422,8 +423,8 @@ def test_the_follower_sends_each_changes_revision_for_a_lagging_answer_to_be_ask
             sent.append(dict(at_least))
             return len(ids)
 
-    monkeypatch.setattr(follow, "WikidataImporter", Recording)
-    follower = follow.Follower(follow_all=True)
+    monkeypatch.setattr(follower_module, "WikidataImporter", Recording)
+    follower = Follower(follow_all=True)
     follower.pending.changes = {"Q1": 2400000001, "P31": 2400000002}
     follower.pending.since = 0.0
     follower.flush()
@@ -440,7 +441,7 @@ def test_a_deleted_entity_is_removed_and_recorded_missing_and_a_restore_imports_
         wait_until(lambda: saved_offset() == last)
     assert revisions() == {"Q2": 1002}
     outcome = ImportOutcome.objects.get(pk="Q1")
-    assert (outcome.status, outcome.error) == ("missing", follow.DELETED)
+    assert (outcome.status, outcome.error) == ("missing", follower_module.DELETED)
     last = stream.log("Q1", "delete", "restore")
     with following():
         wait_until(lambda: saved_offset() == last)

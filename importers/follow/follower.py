@@ -1,0 +1,156 @@
+"""The follower: reads the stream, batches the changes, sends them as imports, saves its position.
+
+A ``Follower`` keeps Wikidata's entity changes (``changes.parse_change``), gathers their ids (the
+highest revision of each, ``pending.Pending``) and sends a batch through
+``WikidataImporter.import_bulk`` when it holds 50 ids or its oldest change is
+``WIKIDATA_FOLLOW_BATCH_SECONDS`` old. The stream position is saved in the same transaction as the
+batch is sent, so a restart resumes (``Last-Event-ID``) after the last change sent, and loses none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Mapping
+
+from django.conf import settings
+from django.db import transaction
+
+from ..fetch import MAX_BATCH
+from ..importers import WikidataImporter
+from ..models import FollowPosition, ImportOutcome, Status, WikidataEntity
+from ..storage import Storage
+from .changes import Change, parse_change
+from .pending import Pending
+from .stream import Disconnected, Event, EventStream
+
+__all__ = ("DELETED", "Follower")
+
+logger = logging.getLogger(__name__)
+
+# Reconnecting waits this long, doubling after each connection that brought no event, up to the most.
+RECONNECT_FIRST = 0.5
+RECONNECT_MOST = 60.0
+# The primary key of the one row of FollowPosition.
+POSITION_ROW = 1
+# The outcome's error of an entity removed because its page was deleted on Wikidata.
+DELETED = "deleted on Wikidata (a deletion on the change feed)"
+
+
+class Follower:
+    """Follows the stream until ``stop`` is set: reads, batches, sends, saves its position, reconnects.
+
+    Only the stored entities (``WikidataEntity``) are followed, unless ``follow_all``.
+    """
+
+    def __init__(self, follow_all: bool = False, since: str | None = None) -> None:
+        self.follow_all = follow_all
+        self.since = since
+        self.stop = threading.Event()
+        self.pending = Pending(position=self.saved_position())
+        self.sent = 0
+
+    @staticmethod
+    def saved_position() -> str:
+        """The position saved by the last batch sent; empty: none yet."""
+        row = FollowPosition.objects.filter(pk=POSITION_ROW).first()
+        return row.last_event_id if row is not None else ""
+
+    def halt(self) -> None:
+        """Ask ``run`` to stop (from a signal handler or another thread): it saves its position first."""
+        self.stop.set()
+
+    def run(self) -> None:
+        """Follow until ``halt()``; each connection resumes after the saved position, with backoff."""
+        delay = RECONNECT_FIRST
+        while not self.stop.is_set():
+            stream = EventStream(settings.WIKIDATA_STREAM_URL, self.pending.position, self.since).start()
+            try:
+                events, ended = self.consume(stream)
+            finally:
+                stream.close()
+            # What this connection brought is sent, and the position saved, before the next one.
+            self.flush()
+            if self.stop.is_set():
+                break
+            delay = RECONNECT_FIRST if events else min(delay * 2, RECONNECT_MOST)
+            wait = max(delay, min(ended.retry_after, settings.WIKIDATA_RETRY_AFTER_MAX))
+            logger.warning("The stream disconnected (%s); reconnecting in %.1f s.", ended.error, wait)
+            self.stop.wait(wait)
+
+    def consume(self, stream: EventStream) -> tuple[int, Disconnected]:
+        """Batch the events of one connection until it ends or ``stop``; return how many, and why it ended."""
+        seconds = settings.WIKIDATA_FOLLOW_BATCH_SECONDS
+        events = 0
+        while not self.stop.is_set():
+            try:
+                item = stream.items.get(timeout=self.pending.wait(time.monotonic(), seconds))
+            except queue.Empty:
+                item = None
+            if isinstance(item, Disconnected):
+                return events, item
+            if item is not None:
+                events += 1
+                self.pending.add(item, _change(item), time.monotonic())
+            if self.pending.due(time.monotonic(), seconds):
+                self.flush()
+        return events, Disconnected("stopped")
+
+    def flush(self) -> None:
+        """Send the pending changes that need importing, and save the position, in one transaction.
+
+        If sending fails, the position is not saved and the changes stay pending.
+        """
+        pending = self.pending
+        if pending.since is None:
+            return
+        with transaction.atomic():
+            self.remove(pending.deleted)
+            wanted = self.wanted(pending.changes)
+            if wanted:
+                revisions = {wikidata_id: pending.changes[wikidata_id] for wikidata_id in wanted}
+                self.sent += WikidataImporter().import_bulk(wanted, batch_size=MAX_BATCH, at_least=revisions)
+            FollowPosition.objects.update_or_create(
+                pk=POSITION_ROW, defaults={"last_event_id": pending.position}
+            )
+        self.pending = Pending(position=pending.position)
+
+    def remove(self, deleted: set[str]) -> None:
+        """Delete the stored entities deleted on Wikidata, recording each ``missing``."""
+        gone = list(WikidataEntity.objects.filter(pk__in=deleted).values_list("pk", flat=True))
+        if not gone:
+            return
+        WikidataEntity.objects.filter(pk__in=gone).delete()
+        storage = Storage()
+        for wikidata_id in gone:
+            storage.record(wikidata_id, Status.MISSING, error=DELETED)
+        logger.info("Deleted on Wikidata, removed here: %s", " ".join(sorted(gone)))
+
+    def wanted(self, changes: Mapping[str, int]) -> list[str]:
+        """The changed ids to import: stored (or any, when following all) and not stored at that revision.
+
+        A restored one (revision 0) is imported if it was stored until its deletion removed it.
+        """
+        stored = dict(WikidataEntity.objects.filter(pk__in=list(changes)).values_list("pk", "lastrevid"))
+        restored = [wikidata_id for wikidata_id, revision in changes.items() if revision == 0]
+        removed = set(
+            ImportOutcome.objects.filter(pk__in=restored, error=DELETED).values_list("pk", flat=True)
+        )
+        return [
+            wikidata_id
+            for wikidata_id, revision in changes.items()
+            if (self.follow_all or wikidata_id in stored or wikidata_id in removed)
+            and ((known := stored.get(wikidata_id)) is None or known < revision)
+        ]
+
+
+def _change(event: Event) -> Change | None:
+    """The change an event records, or None (not a JSON object, or not an entity change)."""
+    try:
+        data = json.loads(event.data)
+    except ValueError:
+        return None
+    return parse_change(data) if isinstance(data, dict) else None

@@ -1,0 +1,49 @@
+"""The changes read from the stream and not sent yet, and the position after them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..fetch import MAX_BATCH
+from .changes import Change
+from .stream import Event
+
+__all__ = ("Pending",)
+
+
+@dataclass
+class Pending:
+    """The changes read and not sent yet: each id with its highest revision (0: restored, import
+    whatever is there), the ids deleted, and the position after them."""
+
+    changes: dict[str, int] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    position: str = ""
+    # When the first event not saved yet arrived (monotonic); None: nothing to save.
+    since: float | None = None
+
+    def add(self, event: Event, change: Change | None, now: float) -> None:
+        """Take an event: its position, and its change if any (revisions compared, never arrival order)."""
+        if event.id is not None:
+            self.position = event.id
+        if self.since is None:
+            self.since = now
+        if change is None:
+            return
+        if change.deleted:  # the page is gone: its revisions with it, until a restore
+            self.deleted.add(change.wikidata_id)
+            self.changes.pop(change.wikidata_id, None)
+            return
+        self.deleted.discard(change.wikidata_id)
+        known = self.changes.get(change.wikidata_id)
+        if known is None or change.revision > known:
+            self.changes[change.wikidata_id] = change.revision
+
+    def due(self, now: float, seconds: float) -> bool:
+        """Whether to send now: a full batch, or an unsaved event ``seconds`` old."""
+        held = len(self.changes) + len(self.deleted)
+        return held >= MAX_BATCH or (self.since is not None and now - self.since >= seconds)
+
+    def wait(self, now: float, seconds: float) -> float:
+        """How long to wait for the next event before it is time to send (1 s at most)."""
+        return 1.0 if self.since is None else max(0.0, min(1.0, self.since + seconds - now))
