@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,23 +17,34 @@ PREFIXES = {0: "", 120: "Property:", 146: "Lexeme:"}
 LETTERS = {0: "Q", 120: "P", 146: "L"}
 # Recentchange types that make a new revision; "log" (deletions, ...) and others carry none.
 REVISION_TYPES = ("edit", "new")
+# The autocomment Wikibase starts an edit summary with, on each side of a merge and on a
+# redirect's creation; the last id is the other side. As in real events of a merge:
+# "/* wbmergeitems-to:0||Q1216649 */ ..." (the source emptied), "/* wbmergeitems-from:0||Q26212910
+# */ ..." (the target filled), "/* wbcreateredirect:0||Q26212910|Q1216649 */" (the source redirected).
+MERGE_COMMENT = re.compile(r"/\* (?:wbmergeitems-(?:from|to)|wbcreateredirect):\d+\|[^|]*\|([^*]*?) \*/")
 
 
 @dataclass(frozen=True)
 class Change:
-    """A new revision of a Wikidata entity, or its deletion (``deleted``) or restore (revision 0)."""
+    """A new revision of a Wikidata entity, or its deletion (``deleted``) or restore (revision 0).
+
+    ``merged_with``: the other side of a merge or redirect this revision is part of (the target,
+    for the source's edits; the source, for the target's), or None.
+    """
 
     wikidata_id: str
     revision: int
     deleted: bool = False
+    merged_with: str | None = None
 
 
 def parse_change(data: Mapping[str, Any]) -> Change | None:
     """Return the entity change a recentchange event records, or None for any other event.
 
     Kept: Wikidata (``wiki == "wikidatawiki"``) edits and creations in the item, property and
-    lexeme namespaces, and the log events of a page's deletion and restore there (``log_type``
-    ``delete``, ``log_action`` ``delete`` or ``restore``). Dropped: canary events
+    lexeme namespaces (with the other side of a merge or redirect, from the edit's comment),
+    and the log events of a page's deletion and restore there (``log_type`` ``delete``,
+    ``log_action`` ``delete`` or ``restore``). Dropped: canary events
     (``meta.domain == "canary"``, Wikimedia's monitoring), other wikis, other namespaces, other
     log events, and anything malformed.
     """
@@ -52,7 +64,19 @@ def parse_change(data: Mapping[str, Any]) -> Change | None:
     new = revision.get("new") if isinstance(revision, dict) else None
     if wikidata_id is None or type(new) is not int:
         return None
-    return Change(wikidata_id, new)
+    return Change(wikidata_id, new, merged_with=merged_with(wikidata_id, data.get("comment")))
+
+
+def merged_with(wikidata_id: str, comment: Any) -> str | None:
+    """The other side of the merge or redirect an edit's comment records, or None."""
+    found = MERGE_COMMENT.match(comment) if isinstance(comment, str) else None
+    if found is None:
+        return None
+    try:
+        other = normalize(found.group(1).rpartition("|")[2])
+    except InvalidEntityId:
+        return None
+    return other if other != wikidata_id else None
 
 
 def entity_id(namespace: Any, title: Any) -> str | None:

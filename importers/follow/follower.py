@@ -109,7 +109,7 @@ class Follower:
             return
         with transaction.atomic():
             self.remove(pending.deleted)
-            wanted = self.wanted(pending.changes)
+            wanted = self.wanted(pending.changes, pending.merged_with)
             if wanted:
                 revisions = {wikidata_id: pending.changes[wikidata_id] for wikidata_id in wanted}
                 self.sent += WikidataImporter().import_bulk(wanted, batch_size=MAX_BATCH, at_least=revisions)
@@ -129,20 +129,25 @@ class Follower:
             storage.record(wikidata_id, Status.MISSING, error=DELETED)
         logger.info("Deleted on Wikidata, removed here: %s", " ".join(sorted(gone)))
 
-    def wanted(self, changes: Mapping[str, int]) -> list[str]:
-        """The changed ids to import: stored (or any, when following all) and not stored at that revision.
+    def wanted(self, changes: Mapping[str, int], merged_with: Mapping[str, str]) -> list[str]:
+        """The changed ids to import: followed, and not stored at that revision.
 
-        A restored one (revision 0) is imported if it was stored until its deletion removed it.
+        Followed: stored (or any, when following all); restored (revision 0) after a deletion
+        removed it; or the other side of a merge or redirect with a stored entity, so that a merge
+        into an entity not stored yet brings the target at its merge revision (an answer older
+        than that is asked for again), and a source merged into a stored one becomes a redirect.
         """
-        stored = dict(WikidataEntity.objects.filter(pk__in=list(changes)).values_list("pk", "lastrevid"))
+        sides = [*changes, *(merged_with.get(wikidata_id, "") for wikidata_id in changes)]
+        stored = dict(WikidataEntity.objects.filter(pk__in=sides).values_list("pk", "lastrevid"))
         restored = [wikidata_id for wikidata_id, revision in changes.items() if revision == 0]
         removed = set(
             ImportOutcome.objects.filter(pk__in=restored, error=DELETED).values_list("pk", flat=True)
         )
+        followed = stored.keys() | removed | {id for id in changes if merged_with.get(id) in stored}
         return [
             wikidata_id
             for wikidata_id, revision in changes.items()
-            if (self.follow_all or wikidata_id in stored or wikidata_id in removed)
+            if (self.follow_all or wikidata_id in followed)
             and ((known := stored.get(wikidata_id)) is None or known < revision)
         ]
 

@@ -14,10 +14,12 @@ __all__ = ("Pending",)
 @dataclass
 class Pending:
     """The changes read and not sent yet: each id with its highest revision (0: restored, import
-    whatever is there), the ids deleted, and the position after them."""
+    whatever is there), the ids deleted, the other side of each id's merge or redirect, and the
+    position after them."""
 
     changes: dict[str, int] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
+    merged_with: dict[str, str] = field(default_factory=dict)
     position: str = ""
     # When the first event not saved yet arrived (monotonic); None: nothing to save.
     since: float | None = None
@@ -35,6 +37,8 @@ class Pending:
             self.changes.pop(change.wikidata_id, None)
             return
         self.deleted.discard(change.wikidata_id)
+        if change.merged_with is not None:
+            self.merged_with[change.wikidata_id] = change.merged_with
         known = self.changes.get(change.wikidata_id)
         if known is None or change.revision > known:
             self.changes[change.wikidata_id] = change.revision

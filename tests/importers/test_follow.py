@@ -25,7 +25,7 @@ from importers.follow import Change, Event, Follower, Pending, parse_change, rea
 from importers.follow import follower as follower_module
 from importers.follow import stream as stream_module
 from importers.management.commands.follow_wikidata import Command as FollowCommand
-from importers.models import FollowPosition, ImportOutcome, WikidataEntity
+from importers.models import FollowPosition, ImportOutcome, WikidataEntity, WikidataRedirect
 from importers.storage import Storage
 from tests.importers.entities import item
 from tests.support.event_stream import TOPIC, StandInEventStream
@@ -462,3 +462,61 @@ def test_a_page_deletion_and_restore_are_changes(action: str, change: Change | N
     event = {"meta": {"domain": "www.wikidata.org"}, "wiki": "wikidatawiki", "type": "log",
              "log_type": "delete", "log_action": action, "namespace": 0, "title": "Q42"}  # fmt: skip
     assert parse_change(event) == change
+
+
+def test_a_merged_entity_becomes_a_redirect_to_its_refreshed_target_without_lag_retries(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1)  # Q2, its target, is not stored: it is followed for the merge's sake
+    wikidata.add_entity(item("Q2", "Target", lastrevid=3001))
+    wikidata.add_redirect("Q1", "Q2")
+    last = stream.merge("Q1", "Q2", 3000)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q2": 3001}
+    assert dict(WikidataRedirect.objects.values_list("pk", "target_id")) == {"Q1": "Q2"}
+    # The redirect's answer carries Q2's revision, older than Q1's last event (3002): that is
+    # Q1's answer, asked for once, not a lagging replica's, asked for again.
+    assert [wikidata.count("Q1"), wikidata.count("Q2")] == [1, 1]
+    assert ImportOutcome.objects.get(pk="Q1").status == "redirected"
+
+
+def test_the_target_of_a_merge_is_refreshed_at_its_merge_revision(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1)
+    wikidata.add_entity(item("Q2", "Target", lastrevid=3001))
+    wikidata.add_redirect("Q1", "Q2")
+    last = stream.edit("Q2", 3001, comment="/* wbmergeitems-from:0||Q1 */ duplicate entry")
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 1001, "Q2": 3001}  # Q1's own events will make it a redirect
+    assert [request.entity_ids for request in wikidata.requests] == [("Q2",)]
+
+
+@pytest.mark.parametrize(
+    ("title", "comment", "partner"),
+    [
+        (
+            "Q26212910",
+            "/* wbmergeitems-to:0||Q1216649 */ [[MediaWiki:Gadget-Merge.js|merge.js]]  dup",
+            "Q1216649",
+        ),
+        (
+            "Q1216649",
+            "/* wbmergeitems-from:0||Q26212910 */ [[MediaWiki:Gadget-Merge.js|merge.js]]  dup",
+            "Q26212910",
+        ),
+        ("Q26212910", "/* wbcreateredirect:0||Q26212910|Q1216649 */", "Q1216649"),
+        ("Q26212910", "/* wbmergeitems-to:0||q1216649 */", "Q1216649"),
+        ("Q26212910", "/* wbsetlabel-add:1|en */ wbmergeitems-to:0||Q5", None),  # not the autocomment
+        ("Q26212910", "/* wbmergeitems-to:0||Q26212910 */", None),  # itself: no other side
+        ("Q26212910", "/* wbmergeitems-to:0||Wikidata:Sandbox */", None),
+        ("Q26212910", "", None),
+    ],
+)
+def test_a_merge_or_redirect_edit_names_the_other_side(title: str, comment: str, partner: str | None) -> None:
+    # Real comments, from the recentchange events of a merge (offsets 2146136449 to 2146136453).
+    event = {"meta": {"domain": "www.wikidata.org"}, "wiki": "wikidatawiki", "type": "edit", "namespace": 0,
+             "title": title, "comment": comment, "revision": {"old": 1, "new": 2}}  # fmt: skip
+    assert parse_change(event) == Change(title, 2, merged_with=partner)

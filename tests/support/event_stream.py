@@ -115,9 +115,18 @@ class StandInEventStream:
             return offset
 
     def edit(
-        self, entity_id: str, revision: int, wiki: str = "wikidatawiki", kind: str = "edit", domain: str = ""
+        self,
+        entity_id: str,
+        revision: int,
+        wiki: str = "wikidatawiki",
+        kind: str = "edit",
+        domain: str = "",
+        comment: str = "",
     ) -> int:
-        """Append an edit (``kind="new"``: a creation) of ``entity_id`` on ``wiki``; return its offset."""
+        """Append an edit (``kind="new"``: a creation) of ``entity_id`` on ``wiki``; return its offset.
+
+        ``comment`` is the edit summary, Wikibase's autocomment first (``/* wbmergeitems-to:0||Q2 */``).
+        """
         namespace = NAMESPACES[entity_id[0]]
         domain = domain or ("www.wikidata.org" if wiki == "wikidatawiki" else f"{wiki}.example.org")
         return self.add(
@@ -128,10 +137,25 @@ class StandInEventStream:
                 "namespace": namespace,
                 "title": PREFIXES[namespace] + entity_id,
                 "wiki": wiki,
+                "comment": comment,
                 "revision": {"old": revision - 1, "new": revision},
                 "bot": False,
             }
         )
+
+    def merge(self, source: str, target: str, revision: int) -> int:
+        """Append the three edits of merging item ``source`` into ``target``; return the last offset.
+
+        As Wikidata writes them (a real merge, recentchange offsets 2146136449 to 2146136453):
+        the source emptied (``wbmergeitems-to``), the target given its content
+        (``wbmergeitems-from``), then the source made a redirect (``wbcreateredirect``), at
+        ``revision``, ``revision + 1`` and ``revision + 2``.
+        """
+        self.edit(source, revision, comment=f"/* wbmergeitems-to:0||{target} */ merge.js duplicate entry")
+        self.edit(
+            target, revision + 1, comment=f"/* wbmergeitems-from:0||{source} */ merge.js duplicate entry"
+        )
+        return self.edit(source, revision + 2, comment=f"/* wbcreateredirect:0||{source}|{target} */")
 
     def canary(self, entity_id: str, revision: int) -> int:
         """Append a canary event (Wikimedia's monitoring, ``meta.domain == "canary"``) for Wikidata."""
