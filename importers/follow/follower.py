@@ -24,6 +24,8 @@ from ..importers import WikidataImporter
 from ..models import FollowPosition, ImportOutcome, Status, WikidataEntity
 from ..storage import Storage
 from .changes import Change, parse_change
+from .lease import Keeper, Lease, LeaseUnavailable
+from .lease import lease as follower_lease
 from .pending import Pending
 from .stream import Disconnected, Event, EventStream
 
@@ -34,6 +36,8 @@ logger = logging.getLogger(__name__)
 # Reconnecting waits this long, doubling after each connection that brought no event, up to the most.
 RECONNECT_FIRST = 0.5
 RECONNECT_MOST = 60.0
+# What the follower is doing: starting, reading the stream, or waiting for the lease.
+STARTING, STREAM, STANDBY = "starting", "stream", "standby"
 # The primary key of the one row of FollowPosition.
 POSITION_ROW = 1
 # The outcome's error of an entity removed because its page was deleted on Wikidata.
@@ -46,12 +50,16 @@ class Follower:
     Only the stored entities (``WikidataEntity``) are followed, unless ``follow_all``.
     """
 
-    def __init__(self, follow_all: bool = False, since: str | None = None) -> None:
+    def __init__(
+        self, follow_all: bool = False, since: str | None = None, lease: Lease | None = None
+    ) -> None:
         self.follow_all = follow_all
         self.since = since
         self.stop = threading.Event()
         self.pending = Pending(position=self.saved_position())
         self.sent = 0
+        self.lease = lease if lease is not None else follower_lease()
+        self.mode = STARTING
 
     @staticmethod
     def saved_position() -> str:
@@ -64,28 +72,58 @@ class Follower:
         self.stop.set()
 
     def run(self) -> None:
-        """Follow until ``halt()``; each connection resumes after the saved position, with backoff."""
+        """Follow until ``halt()``, holding the lease (a standby until it can take it); each
+        connection resumes after the saved position, with backoff."""
         delay = RECONNECT_FIRST
-        while not self.stop.is_set():
-            stream = EventStream(settings.WIKIDATA_STREAM_URL, self.pending.position, self.since).start()
-            try:
-                events, ended = self.consume(stream)
-            finally:
-                stream.close()
-            # What this connection brought is sent, and the position saved, before the next one.
-            self.flush()
-            if self.stop.is_set():
-                break
-            delay = RECONNECT_FIRST if events else min(delay * 2, RECONNECT_MOST)
-            wait = max(delay, min(ended.retry_after, settings.WIKIDATA_RETRY_AFTER_MAX))
-            logger.warning("The stream disconnected (%s); reconnecting in %.1f s.", ended.error, wait)
-            self.stop.wait(wait)
+        try:
+            while not self.stop.is_set():
+                taken_at = time.monotonic()
+                if not self.lead():
+                    continue
+                # Another follower may have moved the position on since this one last read it.
+                self.pending = Pending(position=self.saved_position() or self.pending.position)
+                stream = EventStream(settings.WIKIDATA_STREAM_URL, self.pending.position, self.since).start()
+                try:
+                    with Keeper(self.lease, taken_at, lost=stream.close):
+                        events, ended = self.consume(stream)
+                finally:
+                    stream.close()
+                # What this connection brought is sent, and the position saved, before the next one.
+                self.flush()
+                if self.stop.is_set():
+                    break
+                delay = RECONNECT_FIRST if events else min(delay * 2, RECONNECT_MOST)
+                wait = max(delay, min(ended.retry_after, settings.WIKIDATA_RETRY_AFTER_MAX))
+                logger.warning("The stream disconnected (%s); reconnecting in %.1f s.", ended.error, wait)
+                self.stop.wait(wait)
+        finally:
+            self.lease.release()
+
+    def lead(self) -> bool:
+        """Take (or renew) the lease: True; else, as a standby, wait ``lease.poll`` s: False."""
+        try:
+            held = self.lease.take()
+        except LeaseUnavailable as error:
+            logger.warning("Could not take the follower's lease: %s", error)
+            held = False
+        if held:
+            if self.mode == STANDBY:
+                logger.info("Took the follower's lease over: reading the stream.")
+            self.mode = STREAM
+            return True
+        if self.mode != STANDBY:
+            logger.info("Standby: another follower (%s) holds the lease.", self.lease.holder() or "unknown")
+        self.mode = STANDBY
+        self.stop.wait(self.lease.poll)
+        return False
 
     def consume(self, stream: EventStream) -> tuple[int, Disconnected]:
         """Batch the events of one connection until it ends or ``stop``; return how many, and why it ended."""
         seconds = settings.WIKIDATA_FOLLOW_BATCH_SECONDS
         events = 0
         while not self.stop.is_set():
+            if stream.closed:  # by the lease's keeper: the lease is lost, or about to be
+                return events, Disconnected("the follower's lease was lost")
             try:
                 item = stream.items.get(timeout=self.pending.wait(time.monotonic(), seconds))
             except queue.Empty:

@@ -121,6 +121,11 @@ class EventStream:
         self._thread.start()
         return self
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called (by the follower, or by its lease's keeper on another thread)."""
+        return self._closed.is_set()
+
     def close(self) -> None:
         """Stop reading: the connection is shut, and the thread ends."""
         self._closed.set()

@@ -10,11 +10,13 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
@@ -520,3 +522,102 @@ def test_a_merge_or_redirect_edit_names_the_other_side(title: str, comment: str,
     event = {"meta": {"domain": "www.wikidata.org"}, "wiki": "wikidatawiki", "type": "edit", "namespace": 0,
              "title": title, "comment": comment, "revision": {"old": 1, "new": 2}}  # fmt: skip
     assert parse_change(event) == Change(title, 2, merged_with=partner)
+
+
+@pytest.fixture
+def shared_lease(settings: Any) -> Iterator[redis.Redis]:
+    """The follower's lease in the test Redis, under a key of this test's own, lasting 3 s."""
+    settings.WIKIDATA_LIMITER_URL = settings.TEST_REDIS_URL
+    settings.WIKIDATA_LIMITER_KEY = f"follow-test-{uuid.uuid4().hex}"
+    settings.WIKIDATA_FOLLOW_LEASE_SECONDS = 3.0
+    client = redis.Redis.from_url(settings.TEST_REDIS_URL)
+    yield client
+    client.delete(f"{settings.WIKIDATA_LIMITER_KEY}:follower")
+    client.close()
+
+
+def test_a_second_follower_waits_as_a_standby_and_takes_over_when_the_first_stops(
+    wikidata: StandInWikidata, stream: StandInEventStream, shared_lease: redis.Redis
+) -> None:
+    stored(wikidata, 1, 2)
+    first_change = stream.edit("Q1", 2001)
+    with following() as first, following() as second:
+        wait_until(lambda: saved_offset() == first_change)
+        wait_until(lambda: "standby" in (first.mode, second.mode))
+        holder, standby = (first, second) if second.mode == "standby" else (second, first)
+        holder.halt()
+        wait_until(lambda: standby.mode == "stream")
+        last = stream.edit("Q2", 2002)
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001, "Q2": 2002}
+    assert stream.most_open == 1
+    assert [request.start for request in stream.requests] == [0, first_change + 1]
+
+
+def test_a_follower_that_loses_its_lease_stops_reading_until_it_takes_it_again(
+    wikidata: StandInWikidata, stream: StandInEventStream, shared_lease: redis.Redis, settings: Any
+) -> None:
+    stored(wikidata, 1)
+    key = f"{settings.WIKIDATA_LIMITER_KEY}:follower"
+    with following() as follower:
+        wait_until(lambda: stream.open == 1)
+        shared_lease.set(key, "another-host:1:00000000", px=60_000)  # as if it expired, and was taken
+        wait_until(lambda: stream.open == 0)
+        last = stream.edit("Q1", 2001)
+        wait_until(lambda: follower.mode == "standby")
+        shared_lease.delete(key)
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001}
+    assert stream.most_open == 1
+
+
+def test_a_standby_command_takes_over_from_a_killed_one_without_two_connections(
+    wikidata: StandInWikidata, stream: StandInEventStream, settings: Any
+) -> None:
+    stored(wikidata, 1, 2)
+    key = f"follow-test-{uuid.uuid4().hex}"
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
+        "WIKIDATA_BASE_URL": wikidata.base_url,
+        "WIKIDATA_STREAM_URL": stream.url,
+        "WIKIDATA_FOLLOW_BATCH_SECONDS": "0.2",
+        "WIKIDATA_LIMITER_URL": settings.TEST_REDIS_URL,
+        "WIKIDATA_LIMITER_KEY": key,
+        "WIKIDATA_FOLLOW_LEASE_SECONDS": "3",
+    }
+
+    def start() -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "follow_wikidata"], cwd=ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("Following ")  # about to take the lease, or wait
+        return process
+
+    first = start()
+    second = None
+    try:
+        wait_until(lambda: stream.open == 1, timeout=120)
+        second = start()
+        change = stream.edit("Q1", 2001)
+        wait_until(lambda: saved_offset() == change, timeout=120)
+        first.kill()  # SIGKILL: no position saved, no lease given up
+        first.wait(timeout=60)
+        last = stream.edit("Q2", 2002)
+        wait_until(lambda: saved_offset() == last, timeout=120)
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=60)
+    finally:
+        for process in (first, second):
+            if process is not None:
+                process.kill()
+                process.wait(timeout=60)
+        redis.Redis.from_url(settings.TEST_REDIS_URL).delete(f"{key}:follower")
+    assert second.returncode == 0
+    assert revisions() == {"Q1": 2001, "Q2": 2002}
+    assert stream.most_open == 1
+    assert len(stream.requests) == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import select
 import socket
 import threading
 import time
@@ -79,6 +80,9 @@ class StandInEventStream:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._sockets: set[socket.socket] = set()
+        # Connections open now, and the most ever open at once (Wikimedia allows 2 per client address).
+        self.open = 0
+        self.most_open = 0
 
     def __enter__(self) -> StandInEventStream:
         self._server = _Server(self)
@@ -209,6 +213,8 @@ class StandInEventStream:
             refusal = self._refusals.pop(0) if self._refusals else None
             drop = self._drops.pop(0) if self._drops and refusal is None else None
             self._sockets.add(handler.connection)
+            self.open += 1
+            self.most_open = max(self.most_open, self.open)
         try:
             if refusal is not None:
                 status, retry_after = refusal
@@ -233,6 +239,7 @@ class StandInEventStream:
         finally:
             with self._changed:
                 self._sockets.discard(handler.connection)
+                self.open -= 1
 
     def _send_events(self, handler: _Handler, start: int, drop: tuple[int, str] | None) -> None:
         sent, index = 0, start
@@ -241,6 +248,8 @@ class StandInEventStream:
                 if index >= len(self._events):
                     self._changed.wait(0.2)
                 ready = self._events[index:]
+            if _hung_up(handler.connection):  # counted open until then: find out without a write
+                return
             for event in ready:
                 if drop is not None and sent >= drop[0]:
                     if drop[1] == "stall":
@@ -255,6 +264,17 @@ class StandInEventStream:
                 handler.wfile.flush()
                 sent += 1
                 index += 1
+
+
+def _hung_up(connection: socket.socket) -> bool:
+    """Whether the client closed its end (it sends nothing after its request, so readable is closed)."""
+    readable, _, _ = select.select([connection], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def _resume_from(last_event_id: str) -> int:
