@@ -15,6 +15,8 @@ import queue
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -27,6 +29,7 @@ from .changes import Change, parse_change
 from .lease import Keeper, Lease, LeaseUnavailable
 from .lease import lease as follower_lease
 from .pending import Pending
+from .status import LagWindow, event_time, summary_line
 from .stream import Disconnected, Event, EventStream
 
 __all__ = ("DELETED", "Follower")
@@ -38,6 +41,8 @@ RECONNECT_FIRST = 0.5
 RECONNECT_MOST = 60.0
 # What the follower is doing: starting, reading the stream, or waiting for the lease.
 STARTING, STREAM, STANDBY = "starting", "stream", "standby"
+# The status is logged this often (seconds).
+REPORT_SECONDS = 60.0
 # The primary key of the one row of FollowPosition.
 POSITION_ROW = 1
 # The outcome's error of an entity removed because its page was deleted on Wikidata.
@@ -60,6 +65,9 @@ class Follower:
         self.sent = 0
         self.lease = lease if lease is not None else follower_lease()
         self.mode = STARTING
+        self.lags = LagWindow()
+        self.queued = 0  # events read from the stream, not batched yet
+        self._next_report = time.monotonic() + REPORT_SECONDS
 
     @staticmethod
     def saved_position() -> str:
@@ -81,7 +89,7 @@ class Follower:
                 if not self.lead():
                     continue
                 # Another follower may have moved the position on since this one last read it.
-                self.pending = Pending(position=self.saved_position() or self.pending.position)
+                self.pending = replace(self.pending, position=self.saved_position() or self.pending.position)
                 stream = EventStream(settings.WIKIDATA_STREAM_URL, self.pending.position, self.since).start()
                 try:
                     with Keeper(self.lease, taken_at, lost=stream.close):
@@ -114,6 +122,7 @@ class Follower:
         if self.mode != STANDBY:
             logger.info("Standby: another follower (%s) holds the lease.", self.lease.holder() or "unknown")
         self.mode = STANDBY
+        self.report()
         self.stop.wait(self.lease.poll)
         return False
 
@@ -132,9 +141,12 @@ class Follower:
                 return events, item
             if item is not None:
                 events += 1
-                self.pending.add(item, _change(item), time.monotonic())
+                change, at = _read(item)
+                self.pending.add(item, change, time.monotonic(), at)
+            self.queued = stream.items.qsize()
             if self.pending.due(time.monotonic(), seconds):
                 self.flush()
+            self.report()
         return events, Disconnected("stopped")
 
     def flush(self) -> None:
@@ -151,10 +163,32 @@ class Follower:
             if wanted:
                 revisions = {wikidata_id: pending.changes[wikidata_id] for wikidata_id in wanted}
                 self.sent += WikidataImporter().import_bulk(wanted, batch_size=MAX_BATCH, at_least=revisions)
+            now = time.time()
+            self.lags.add(now, [now - pending.times[id] for id in wanted if id in pending.times])
             FollowPosition.objects.update_or_create(
-                pk=POSITION_ROW, defaults={"last_event_id": pending.position}
+                pk=POSITION_ROW, defaults={"last_event_id": pending.position, "status": self.status(now)}
             )
-        self.pending = Pending(position=pending.position)
+        self.pending = Pending(position=pending.position, position_time=pending.position_time)
+
+    def status(self, now: float) -> dict[str, Any]:
+        """What ``--status`` shows (see ``status.describe``), as of ``now`` (Unix time)."""
+        return {
+            "mode": self.mode,
+            "holder": self.lease.token,
+            "pending": self.pending.held,
+            "queued": self.queued,
+            "position_time": self.pending.position_time,
+            "lag": self.lags.summary(now),
+            "written_at": now,
+        }
+
+    def report(self) -> None:
+        """Log the status once a minute."""
+        if time.monotonic() < self._next_report:
+            return
+        self._next_report = time.monotonic() + REPORT_SECONDS
+        now = time.time()
+        logger.info("Follower: %s.", summary_line(self.status(now), now))
 
     def remove(self, deleted: set[str]) -> None:
         """Delete the stored entities deleted on Wikidata, recording each ``missing``."""
@@ -190,10 +224,12 @@ class Follower:
         ]
 
 
-def _change(event: Event) -> Change | None:
-    """The change an event records, or None (not a JSON object, or not an entity change)."""
+def _read(event: Event) -> tuple[Change | None, float | None]:
+    """The change an event records (None: not a JSON object, or not an entity change), and when."""
     try:
         data = json.loads(event.data)
     except ValueError:
-        return None
-    return parse_change(data) if isinstance(data, dict) else None
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    return parse_change(data), event_time(data)

@@ -69,6 +69,8 @@ class Lease:
         if seconds <= 0:
             raise ValueError(f"a lease lasts more than 0 seconds, not {seconds}")
         self.seconds = seconds
+        # Who this follower is, for the others and for people: host, process, a random tag.
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         # A standby tries this often: it takes over at most seconds + poll after the holder died.
         self.poll = min(2.0, seconds / 5)
 
@@ -101,7 +103,6 @@ class RedisLease(Lease):
     def __init__(self, url: str, key: str, seconds: float) -> None:
         super().__init__(seconds)
         self.url, self.key = url, key
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._client = redis.Redis.from_url(
             url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
         )

@@ -23,11 +23,17 @@ class Pending:
     position: str = ""
     # When the first event not saved yet arrived (monotonic); None: nothing to save.
     since: float | None = None
+    # When Wikidata made each id's first change not sent yet, and the last event read (Unix times).
+    times: dict[str, float] = field(default_factory=dict)
+    position_time: float | None = None
 
-    def add(self, event: Event, change: Change | None, now: float) -> None:
-        """Take an event: its position, and its change if any (revisions compared, never arrival order)."""
+    def add(self, event: Event, change: Change | None, now: float, at: float | None = None) -> None:
+        """Take an event (made at ``at``, its ``meta.dt``): its position, and its change if any
+        (revisions compared, never arrival order)."""
         if event.id is not None:
             self.position = event.id
+        if at is not None:
+            self.position_time = at
         if self.since is None:
             self.since = now
         if change is None:
@@ -39,15 +45,21 @@ class Pending:
         self.deleted.discard(change.wikidata_id)
         if change.merged_with is not None:
             self.merged_with[change.wikidata_id] = change.merged_with
+        if at is not None:
+            self.times[change.wikidata_id] = min(at, self.times.get(change.wikidata_id, at))
         known = self.changes.get(change.wikidata_id)
         if known is None or change.revision > known:
             self.changes[change.wikidata_id] = change.revision
 
     def due(self, now: float, seconds: float) -> bool:
         """Whether to send now: a full batch, or an unsaved event ``seconds`` old."""
-        held = len(self.changes) + len(self.deleted)
-        return held >= MAX_BATCH or (self.since is not None and now - self.since >= seconds)
+        return self.held >= MAX_BATCH or (self.since is not None and now - self.since >= seconds)
 
     def wait(self, now: float, seconds: float) -> float:
         """How long to wait for the next event before it is time to send (1 s at most)."""
         return 1.0 if self.since is None else max(0.0, min(1.0, self.since + seconds - now))
+
+    @property
+    def held(self) -> int:
+        """How many ids wait to be sent (changed or deleted)."""
+        return len(self.changes) + len(self.deleted)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,6 +28,7 @@ from importers.documents import Batch
 from importers.follow import Change, Event, Follower, Pending, parse_change, read_events
 from importers.follow import follower as follower_module
 from importers.follow import stream as stream_module
+from importers.follow.status import LagWindow, event_time
 from importers.management.commands.follow_wikidata import Command as FollowCommand
 from importers.models import FollowPosition, ImportOutcome, WikidataEntity, WikidataRedirect
 from importers.storage import Storage
@@ -621,3 +624,73 @@ def test_a_standby_command_takes_over_from_a_killed_one_without_two_connections(
     assert revisions() == {"Q1": 2001, "Q2": 2002}
     assert stream.most_open == 1
     assert len(stream.requests) == 2
+
+
+def test_status_shows_the_lag_of_each_change_the_backlog_the_position_s_age_and_the_mode(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1, 2)
+    # Made 100 s ago: whatever the machine's speed, each change's lag is at least that.
+    made = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 100))
+    stream.edit("Q1", 2001, dt=made)
+    stream.edit("Q2", 2002, dt=made)
+    last = stream.edit("Q3", 2003, dt=made)  # not stored: not sent, no lag
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    status = FollowPosition.objects.get().status
+    assert status["mode"] == "stream"
+    assert status["pending"] == 3  # the ids of the batch, read and not sent yet as it was saved
+    assert status["written_at"] - status["position_time"] >= 100
+    for window in ("minute", "hour"):
+        lag = status["lag"][window]
+        assert lag["count"] == 2
+        assert 100 <= lag["p50"] <= lag["p95"] <= lag["p99"]
+    out = io.StringIO()
+    call_command("follow_wikidata", "--status", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith(f"Position {FollowPosition.objects.get().last_event_id}, saved ")
+    assert lines[1].startswith("mode stream; lag over the last minute p50 1")
+    assert "(2 changes); lag over the last hour p50 1" in lines[1]
+    assert "; 3 ids pending; position 1" in lines[1]
+
+
+def test_status_without_a_follower_says_none_is_saved() -> None:
+    out = io.StringIO()
+    call_command("follow_wikidata", "--status", stdout=out)
+    assert out.getvalue() == "No status saved: no follower has sent a batch here yet.\n"
+    assert not FollowPosition.objects.exists()
+
+
+def test_the_status_is_logged_once_a_minute(
+    wikidata: StandInWikidata, stream: StandInEventStream, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(follower_module, "REPORT_SECONDS", 0.0)  # 60 s in production
+    stored(wikidata, 1)
+    last = stream.edit("Q1", 2001)
+    with caplog.at_level(logging.INFO, logger=follower_module.__name__), following():
+        wait_until(lambda: saved_offset() == last)
+        wait_until(lambda: any("(1 changes)" in record.message for record in caplog.records))
+    assert any(record.message.startswith("Follower: mode stream; lag over the last minute p50 ")
+               for record in caplog.records)  # fmt: skip
+
+
+def test_lag_percentiles_are_nearest_rank_over_the_last_minute_and_hour() -> None:
+    window = LagWindow()
+    window.add(now=0.0, lags=[100.0])  # more than an hour before the last: forgotten
+    window.add(now=1000.0, lags=[float(lag) for lag in range(1, 101)])
+    window.add(now=3650.0, lags=[7.0])
+    assert window.summary(now=3650.0) == {
+        "minute": {"count": 1, "p50": 7.0, "p95": 7.0, "p99": 7.0},
+        "hour": {"count": 101, "p50": 50.0, "p95": 95.0, "p99": 99.0},
+    }
+    assert window.summary(now=8000.0)["hour"]["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("dt", "expected"),
+    [("2020-02-02T13:21:46Z", 1580649706.0), ("2020-02-02T13:21:46.500Z", 1580649706.5), ("yesterday", None),
+     (1580649706, None)],
+)  # fmt: skip
+def test_an_event_s_time_is_its_meta_dt(dt: Any, expected: float | None) -> None:
+    assert event_time({"meta": {"dt": dt}}) == expected

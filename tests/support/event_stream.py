@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -126,17 +127,19 @@ class StandInEventStream:
         kind: str = "edit",
         domain: str = "",
         comment: str = "",
+        dt: str = "",
     ) -> int:
         """Append an edit (``kind="new"``: a creation) of ``entity_id`` on ``wiki``; return its offset.
 
-        ``comment`` is the edit summary, Wikibase's autocomment first (``/* wbmergeitems-to:0||Q2 */``).
+        ``comment`` is the edit summary, Wikibase's autocomment first (``/* wbmergeitems-to:0||Q2 */``);
+        ``dt`` when it was made (``meta.dt``, e.g. "2020-02-02T13:21:46Z"), by default now.
         """
         namespace = NAMESPACES[entity_id[0]]
         domain = domain or ("www.wikidata.org" if wiki == "wikidatawiki" else f"{wiki}.example.org")
         return self.add(
             {
                 "$schema": "/mediawiki/recentchange/1.0.0",
-                "meta": {"domain": domain, "dt": "2026-12-05T02:00:00Z", "stream": "mediawiki.recentchange"},
+                "meta": {"domain": domain, "dt": dt or _now(), "stream": "mediawiki.recentchange"},
                 "type": kind,
                 "namespace": namespace,
                 "title": PREFIXES[namespace] + entity_id,
@@ -264,6 +267,11 @@ class StandInEventStream:
                 handler.wfile.flush()
                 sent += 1
                 index += 1
+
+
+def _now() -> str:
+    """The time now as ``meta.dt`` is written (ISO 8601, UTC, "Z")."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _hung_up(connection: socket.socket) -> bool:
