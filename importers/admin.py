@@ -31,6 +31,7 @@ from core.sender import runs_in_process
 
 from .dump import admin as dump_admin  # noqa: F401  (the dump imports' pages)
 from .fetch import MAX_BATCH
+from .follow import admin as follow_admin  # noqa: F401  (the follower's page)
 from .importers import WikidataImporter
 from .jsoncodec import dumps
 from .models import (

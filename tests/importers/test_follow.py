@@ -694,3 +694,15 @@ def test_lag_percentiles_are_nearest_rank_over_the_last_minute_and_hour() -> Non
 )  # fmt: skip
 def test_an_event_s_time_is_its_meta_dt(dt: Any, expected: float | None) -> None:
     assert event_time({"meta": {"dt": dt}}) == expected
+
+
+def test_the_admin_shows_the_follower_s_status_read_only(admin_client: Any) -> None:
+    now = time.time()
+    lag = {"count": 3, "p50": 1.5, "p95": 2.0, "p99": 4.0}
+    status = {"mode": "stream", "holder": "web.1:7:abcd1234", "pending": 4, "queued": 0,
+              "position_time": now - 2, "lag": {"minute": lag, "hour": lag}, "written_at": now}  # fmt: skip
+    FollowPosition.objects.create(pk=1, last_event_id='[{"offset": 7}]', status=status)
+    page = admin_client.get("/admin/importers/followposition/").content.decode()
+    assert "mode stream; lag over the last minute p50 1.5 s, p95 2.0 s, p99 4.0 s (3 changes)" in page
+    assert "web.1:7:abcd1234" in page
+    assert admin_client.get("/admin/importers/followposition/add/").status_code == 403
