@@ -343,3 +343,6 @@ WIKIDATA_FOLLOW_BATCH_SECONDS = env.float("WIKIDATA_FOLLOW_BATCH_SECONDS", defau
 # follower waits as a standby and takes over at most this long (plus 2 s) after the holder died.
 # Without a Redis there is no lease: run one follower.
 WIKIDATA_FOLLOW_LEASE_SECONDS = env.float("WIKIDATA_FOLLOW_LEASE_SECONDS", default=15.0)
+# The stream down (refused, silent, unreachable) for longer than this many seconds: the changes
+# since the position are repaired from the API's recent changes while it is tried again.
+WIKIDATA_FOLLOW_REPAIR_AFTER = env.float("WIKIDATA_FOLLOW_REPAIR_AFTER", default=300.0)

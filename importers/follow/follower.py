@@ -5,6 +5,8 @@ highest revision of each, ``pending.Pending``) and sends a batch through
 ``WikidataImporter.import_bulk`` when it holds 50 ids or its oldest change is
 ``WIKIDATA_FOLLOW_BATCH_SECONDS`` old. The stream position is saved in the same transaction as the
 batch is sent, so a restart resumes (``Last-Event-ID``) after the last change sent, and loses none.
+What the stream cannot give (a position older than the 7 days it keeps, or the stream down for
+longer than ``WIKIDATA_FOLLOW_REPAIR_AFTER``) is repaired from the API's recent changes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -29,24 +32,38 @@ from .changes import Change, parse_change
 from .lease import Keeper, Lease, LeaseUnavailable
 from .lease import lease as follower_lease
 from .pending import Pending
+from .recent_changes import RecentChangesFailed, recent_changes
 from .status import LagWindow, event_time, summary_line
 from .stream import Disconnected, Event, EventStream
 
-__all__ = ("DELETED", "Follower")
+__all__ = ("DELETED", "Follower", "PositionTooOld")
 
 logger = logging.getLogger(__name__)
 
 # Reconnecting waits this long, doubling after each connection that brought no event, up to the most.
 RECONNECT_FIRST = 0.5
 RECONNECT_MOST = 60.0
-# What the follower is doing: starting, reading the stream, or waiting for the lease.
-STARTING, STREAM, STANDBY = "starting", "stream", "standby"
+# What the follower is doing: starting, reading the stream, repairing a gap from the API's recent
+# changes, or waiting for the lease.
+STARTING, STREAM, REPAIR, STANDBY = "starting", "stream", "repair", "standby"
+# How long the stream keeps its events (7 days), and the API its recent changes (30 days), with an
+# hour's margin: a position older than the first is repaired, older than the second cannot be.
+STREAM_KEEPS = 7 * 86400.0 - 3600.0
+RECENT_CHANGES_KEEP = 30 * 86400.0 - 3600.0
+# A repair's changes carry no stream position; the stream starts this many seconds before a
+# repair's end (changes read twice change nothing).
+REPAIRED = Event(None, "message", "")
+REPAIR_OVERLAP = 60.0
 # The status is logged this often (seconds).
 REPORT_SECONDS = 60.0
 # The primary key of the one row of FollowPosition.
 POSITION_ROW = 1
 # The outcome's error of an entity removed because its page was deleted on Wikidata.
 DELETED = "deleted on Wikidata (a deletion on the change feed)"
+
+
+class PositionTooOld(Exception):
+    """The saved position is older than the API's recent changes go back: the gap cannot be repaired."""
 
 
 class Follower:
@@ -61,13 +78,19 @@ class Follower:
         self.follow_all = follow_all
         self.since = since
         self.stop = threading.Event()
-        self.pending = Pending(position=self.saved_position())
+        row = FollowPosition.objects.filter(pk=POSITION_ROW).first()
+        self.pending = Pending(position=row.last_event_id, position_time=_read_to(row)) if row else Pending()
         self.sent = 0
         self.lease = lease if lease is not None else follower_lease()
         self.mode = STARTING
         self.lags = LagWindow()
         self.queued = 0  # events read from the stream, not batched yet
         self._next_report = time.monotonic() + REPORT_SECONDS
+        # When the stream went down (Unix time; None: it is up), whether a repair is due for it, and
+        # the time the last repair ran to (None: none since the stream last brought events).
+        self.down_since: float | None = None
+        self.repair_due = False
+        self.repaired_to: float | None = None
 
     @staticmethod
     def saved_position() -> str:
@@ -90,6 +113,9 @@ class Follower:
                     continue
                 # Another follower may have moved the position on since this one last read it.
                 self.pending = replace(self.pending, position=self.saved_position() or self.pending.position)
+                if (start := self.gap_start()) is not None:
+                    self.repair(start, taken_at)
+                    continue  # the lease taken again, and the stream tried again
                 stream = EventStream(settings.WIKIDATA_STREAM_URL, self.pending.position, self.since).start()
                 try:
                     with Keeper(self.lease, taken_at, lost=stream.close):
@@ -101,11 +127,72 @@ class Follower:
                 if self.stop.is_set():
                     break
                 delay = RECONNECT_FIRST if events else min(delay * 2, RECONNECT_MOST)
+                self.note_down(events)
                 wait = max(delay, min(ended.retry_after, settings.WIKIDATA_RETRY_AFTER_MAX))
                 logger.warning("The stream disconnected (%s); reconnecting in %.1f s.", ended.error, wait)
                 self.stop.wait(wait)
         finally:
             self.lease.release()
+
+    def note_down(self, events: int) -> None:
+        """After a connection: whether the stream is down (it brought no event), for how long, and
+        whether a repair is due (down longer than ``WIKIDATA_FOLLOW_REPAIR_AFTER``)."""
+        if events:
+            self.down_since = self.repaired_to = None
+            return
+        now = time.time()
+        self.down_since = self.down_since or now
+        self.repair_due = now - self.down_since > settings.WIKIDATA_FOLLOW_REPAIR_AFTER
+
+    def gap_start(self) -> float | None:
+        """When the changes the stream cannot give begin (Unix time), or None: nothing to repair.
+
+        A position older than the stream keeps: from it, and the stream starts after the repair
+        (``since``), not at it. The stream down for long: from where the last repair, or the stream,
+        left off.
+
+        Raises:
+            PositionTooOld: the gap begins before the API's recent changes (30 days).
+        """
+        now = time.time()
+        read_to = self.repaired_to or self.pending.position_time
+        if read_to is not None and now - read_to > RECENT_CHANGES_KEEP:
+            raise PositionTooOld(
+                f"The saved position is {(now - read_to) / 86400:.0f} days old, older than the 30 days "
+                "the API's recent changes keep: run refresh_wikidata (the stored entities) or a dump "
+                "import (with --all), delete the saved position (the admin's Follow positions), and "
+                "start follow_wikidata again."
+            )
+        if read_to is not None and self.repaired_to is None and now - read_to > STREAM_KEEPS:
+            self.pending = replace(self.pending, position="")
+            return read_to
+        if self.repair_due:
+            self.repair_due = False
+            return read_to or self.down_since
+        return None
+
+    def repair(self, start: float, taken_at: float) -> None:
+        """Send the changes made since ``start`` (Unix time), read from the API's recent changes,
+        holding the lease (taken at ``taken_at``); the stream then starts where they end."""
+        self.mode, end = REPAIR, time.time()
+        logger.warning("Repairing a gap from the API's recent changes, since %s.", _iso(start))
+        lost = threading.Event()
+        with Keeper(self.lease, taken_at, lost=lost.set):
+            try:
+                for data in recent_changes(start, end):
+                    self.pending.add(REPAIRED, parse_change(data), time.monotonic(), event_time(data))
+                    if self.pending.held >= MAX_BATCH:
+                        self.flush()
+                    if self.stop.is_set() or lost.is_set():
+                        break
+                else:
+                    self.repaired_to = end
+                    self.since = _iso(end - REPAIR_OVERLAP)
+            except RecentChangesFailed as error:  # what was read is sent; the rest is tried again
+                logger.error("Could not repair the gap: %s; trying again in %.0f s.", error, RECONNECT_MOST)
+                self.stop.wait(RECONNECT_MOST)
+            finally:
+                self.flush()
 
     def lead(self) -> bool:
         """Take (or renew) the lease: True; else, as a standby, wait ``lease.poll`` s: False."""
@@ -222,6 +309,22 @@ class Follower:
             if (self.follow_all or wikidata_id in followed)
             and ((known := stored.get(wikidata_id)) is None or known < revision)
         ]
+
+
+def _read_to(row: FollowPosition) -> float | None:
+    """When the last event the saved position covers was made (Unix time), or None: none saved.
+
+    A position saved before the status was (migration 0006): when it was saved, a little after.
+    """
+    position_time = row.status.get("position_time")
+    if isinstance(position_time, int | float):
+        return float(position_time)
+    return row.updated_at.timestamp() if row.last_event_id else None
+
+
+def _iso(moment: float) -> str:
+    """A Unix time as the stream's ``since`` takes it: ISO 8601, UTC."""
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _read(event: Event) -> tuple[Change | None, float | None]:

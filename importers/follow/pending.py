@@ -30,10 +30,9 @@ class Pending:
     def add(self, event: Event, change: Change | None, now: float, at: float | None = None) -> None:
         """Take an event (made at ``at``, its ``meta.dt``): its position, and its change if any
         (revisions compared, never arrival order)."""
-        if event.id is not None:
+        if event.id is not None:  # one without (a repair's, from the API) leaves the position as it is
             self.position = event.id
-        if at is not None:
-            self.position_time = at
+            self.position_time = at if at is not None else self.position_time
         if self.since is None:
             self.since = now
         if change is None:

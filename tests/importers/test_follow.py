@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -27,6 +28,7 @@ from core.exceptions import EnqueueFailed
 from importers.documents import Batch
 from importers.follow import Change, Event, Follower, Pending, parse_change, read_events
 from importers.follow import follower as follower_module
+from importers.follow import recent_changes as recent_changes_module
 from importers.follow import stream as stream_module
 from importers.follow.status import LagWindow, event_time
 from importers.management.commands.follow_wikidata import Command as FollowCommand
@@ -706,3 +708,70 @@ def test_the_admin_shows_the_follower_s_status_read_only(admin_client: Any) -> N
     assert "mode stream; lag over the last minute p50 1.5 s, p95 2.0 s, p99 4.0 s (3 changes)" in page
     assert "web.1:7:abcd1234" in page
     assert admin_client.get("/admin/importers/followposition/add/").status_code == 403
+
+
+def iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def save_position(offset: int, made: float) -> None:
+    """A position saved by an earlier follower, its last event made at ``made`` (Unix time)."""
+    position = json.dumps([{"topic": TOPIC, "partition": 0, "offset": offset}])
+    FollowPosition.objects.create(pk=1, last_event_id=position, status={"position_time": made})
+
+
+def test_a_position_older_than_the_stream_keeps_is_repaired_from_recent_changes_then_followed_after(
+    wikidata: StandInWikidata, stream: StandInEventStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recent_changes_module, "LIMIT", 1)  # a page a change: the continuation is followed
+    stored(wikidata, 1, 2, 3)
+    now = time.time()
+    save_position(0, now - 8 * 86400)  # the stream keeps 7 days
+    wikidata.add_recent_change("Q1", 2001, iso(now - 8 * 86400 + 3600))
+    wikidata.add_recent_change("Q2", 2002, iso(now - 86400))
+    wikidata.add_recent_change("Q3", 0, iso(now - 60), kind="log", log_action="delete")
+    stream.edit("Q9", 2009, wiki="enwiki")
+    last = stream.edit("Q1", 2001)  # read again on the stream: changes nothing
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001, "Q2": 2002}
+    assert ImportOutcome.objects.get(pk="Q3").error == follower_module.DELETED
+    assert wikidata.count("Q1") == 1
+    asked = [urllib.parse.parse_qs(urllib.parse.urlsplit(r.path).query) for r in wikidata.requests
+             if "list=recentchanges" in r.path]  # fmt: skip
+    assert len(asked) == 3
+    assert {key: value[0] for key, value in asked[0].items() if key.startswith("rc")} == {
+        "rcnamespace": "0|120|146", "rcprop": "title|ids|timestamp|loginfo", "rclimit": "1",
+        "rcdir": "newer", "rcstart": iso(now - 8 * 86400), "rcend": asked[0]["rcend"][0],
+    }  # fmt: skip
+    assert [query.get("rccontinue") is not None for query in asked] == [False, True, True]
+    # The stream cannot resume at the old position: it starts from the repair's end.
+    (connection_,) = stream.requests
+    assert "Last-Event-Id" not in connection_.headers
+    assert "?since=" in connection_.path
+
+
+def test_a_position_older_than_the_recent_changes_keep_stops_the_command_saying_what_to_run(
+    stream: StandInEventStream,
+) -> None:
+    save_position(5, time.time() - 31 * 86400)
+    with pytest.raises(CommandError, match=r"run refresh_wikidata .* or a dump import"):
+        call_command("follow_wikidata", stdout=io.StringIO())
+    assert stream.requests == []
+    assert saved_offset() == 5
+
+
+def test_a_stream_down_for_longer_than_the_setting_is_repaired_from_recent_changes(
+    wikidata: StandInWikidata, stream: StandInEventStream, settings: Any
+) -> None:
+    settings.WIKIDATA_FOLLOW_REPAIR_AFTER = 0.5  # 300 s in production
+    stored(wikidata, 1, 2)
+    now = time.time()
+    save_position(5, now - 600)
+    wikidata.add_recent_change("Q1", 2001, iso(now - 300))
+    stream.refuse(503, times=10_000)
+    with following():
+        wait_until(lambda: revisions()["Q1"] == 2001)
+    assert revisions() == {"Q1": 2001, "Q2": 1002}
+    assert saved_offset() == 5  # the stream, once back, resumes where it stopped
+    assert len(stream.requests) >= 2

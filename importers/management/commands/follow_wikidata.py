@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.exceptions import EnqueueFailed
 from importers.follow import Follower
-from importers.follow.follower import POSITION_ROW
+from importers.follow.follower import POSITION_ROW, PositionTooOld
 from importers.follow.status import describe
 from importers.models import FollowPosition
 
@@ -111,6 +111,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Following {settings.WIKIDATA_STREAM_URL} for {scope}, from {where}.")
         try:
             follower.run()
+        except PositionTooOld as error:
+            raise CommandError(str(error)) from error
         except EnqueueFailed as error:
             raise CommandError(
                 f"Could not send a batch of changes: {error}. The stream position was kept: start "
