@@ -63,7 +63,8 @@ def _percentile(ordered: list[float], percent: int) -> float:
 def summary_line(status: Mapping[str, Any], now: float) -> str:
     """One line of a status: the follower's log line a minute, and the first of ``describe``."""
     parts = [f"mode {status.get('mode', '?')}"]
-    for name, lag in (status.get("lag") or {}).items():
+    lags = status.get("lag") or {}
+    for name, lag in ((name, lags[name]) for name in WINDOWS if name in lags):  # jsonb keeps no key order
         parts.append(
             f"lag over the last {name} p50 {lag['p50']:.1f} s, p95 {lag['p95']:.1f} s, p99 "
             f"{lag['p99']:.1f} s ({lag['count']} changes)"
