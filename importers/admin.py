@@ -27,6 +27,7 @@ from core.sender import runs_in_process
 from . import runs
 from .document_html import document_html
 from .dump import admin as dump_admin  # noqa: F401  (the dump imports' pages)
+from .follow import admin as follow_admin  # noqa: F401  (the follower's page)
 from .models import (
     SUCCESSFUL,
     ImportOutcome,

@@ -276,6 +276,12 @@ class FollowPosition(models.Model):
         blank=True, help_text="The stream's last event id (a JSON array of topic offsets), as sent."
     )
     updated_at = models.DateTimeField(auto_now=True)
+    status = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the follower last saw of itself (mode, lag percentiles, backlog), saved with "
+        "the position; follow_wikidata --status shows it.",
+    )
 
     def __str__(self) -> str:
         return f"Stream position {self.last_event_id or '(none)'}"

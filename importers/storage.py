@@ -80,10 +80,8 @@ class Storage:
                 ],
                 rewrite=self.rewrite,
             )
-            redirects = [WikidataRedirect(wikidata_id=a, target_id=t) for a, t in targets.items() if a != t]
-            WikidataRedirect.objects.bulk_create(
-                redirects, update_conflicts=True, unique_fields=["wikidata_id"], update_fields=["target"]
-            )
+            redirected = {asked: target for asked, target in targets.items() if asked != target}
+            self._store_redirects(redirected)
             statuses = {
                 asked: Status.REDIRECTED
                 if asked != target
@@ -106,6 +104,26 @@ class Storage:
         statuses.update(dict.fromkeys(batch.missing, Status.MISSING))
         statuses.update(dict.fromkeys(batch.failed, Status.FAILED))
         return statuses
+
+    @staticmethod
+    def _store_redirects(redirected: Mapping[str, str]) -> None:
+        """Keep each asked id as a redirect to its target; call inside a transaction, targets stored.
+
+        An id stored as an entity until Wikidata merged it into another is one no longer: its row
+        goes, and the redirects to it now lead to its target (Wikidata keeps no double redirects).
+        """
+        if not redirected:
+            return
+        WikidataRedirect.objects.bulk_create(
+            [WikidataRedirect(wikidata_id=asked, target_id=target) for asked, target in redirected.items()],
+            update_conflicts=True,
+            unique_fields=["wikidata_id"],
+            update_fields=["target"],
+        )
+        merged = set(WikidataEntity.objects.filter(pk__in=list(redirected)).values_list("pk", flat=True))
+        for source in merged:
+            WikidataRedirect.objects.filter(target_id=source).update(target_id=redirected[source])
+        WikidataEntity.objects.filter(pk__in=merged).delete()
 
     def record(
         self,

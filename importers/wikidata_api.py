@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -39,6 +39,7 @@ __all__ = (
     "fetch_entity",
     "fetch_revisions",
     "longest_fetch_seconds",
+    "recent_changes",
     "request_budget",
 )
 
@@ -48,6 +49,8 @@ LEASE_GRACE = 1.0
 
 # wbgetentities answers at most this many ids a request (for clients without bot rights).
 MAX_BATCH = 50
+# list=recentchanges answers at most this many changes a request (without the apihighlimits right).
+RECENT_CHANGES_LIMIT = 500
 
 # An id echoed in an error is cut to this length: it came from the answer.
 MAX_ECHO = 64
@@ -186,17 +189,57 @@ def fetch_revisions(entity_ids: list[str]) -> dict[str, int | None]:
 
 
 def _wbgetentities(entity_ids: list[str], **params: str) -> tuple[Any, int]:
-    """One ``wbgetentities`` request (``maxlag=5``, retried); return its decoded body and the attempts.
+    """One ``wbgetentities`` request; return its decoded body and the attempts (see ``_api``).
 
     Raises:
         ValueError: not 1 to 50 ids.
-        FetchFailed: the request failed for good, or the answer is not JSON, or an API error.
+        FetchFailed: as ``_api``.
     """
     if not 0 < len(entity_ids) <= MAX_BATCH:
         raise ValueError(f"wbgetentities takes 1 to {MAX_BATCH} ids, not {len(entity_ids)}")
-    query = urllib.parse.urlencode(
-        {"action": "wbgetentities", "ids": "|".join(entity_ids), **params, "format": "json"}
-    )
+    return _api("wbgetentities", {"action": "wbgetentities", "ids": "|".join(entity_ids), **params})
+
+
+def recent_changes(start: str, end: str, limit: int = RECENT_CHANGES_LIMIT) -> Iterator[dict[str, Any]]:
+    """Yield the changes to entities (items, properties, lexemes) made from ``start`` to ``end``
+    (ISO 8601, UTC), oldest first, as ``list=recentchanges`` gives them, following its continuation.
+
+    https://www.mediawiki.org/wiki/API:RecentChanges (30 days kept).
+
+    Raises:
+        FetchFailed: a request failed for good, or the answer is not the API's.
+    """
+    params = {
+        "action": "query",
+        "list": "recentchanges",
+        "rcnamespace": "0|120|146",
+        "rcprop": "title|ids|timestamp|loginfo",
+        "rclimit": str(limit),
+        "rcdir": "newer",
+        "rcstart": start,
+        "rcend": end,
+        "formatversion": "2",
+    }
+    while True:
+        body, attempts = _api("list=recentchanges", params)
+        query = body.get("query") if isinstance(body, dict) else None
+        changes = query.get("recentchanges") if isinstance(query, dict) else None
+        if not isinstance(changes, list):
+            raise FetchFailed("list=recentchanges: the response has an unexpected shape", attempts)
+        yield from (change for change in changes if isinstance(change, dict))
+        more = body.get("continue")
+        if not isinstance(more, dict):
+            return
+        params = {**params, **{key: str(value) for key, value in more.items()}}
+
+
+def _api(name: str, params: Mapping[str, str]) -> tuple[Any, int]:
+    """One request to the Action API (``maxlag=5``, retried); return its decoded body and the attempts.
+
+    Raises:
+        FetchFailed: the request failed for good, or the answer is not JSON, or an API error.
+    """
+    query = urllib.parse.urlencode({**params, "format": "json"})
     url = urllib.parse.urljoin(settings.WIKIDATA_BASE_URL, "w/api.php") + f"?{query}&maxlag=5"
     headers = {"User-Agent": settings.WIKIDATA_USER_AGENT}
     attempts = 0
@@ -207,8 +250,8 @@ def _wbgetentities(entity_ids: list[str], **params: str) -> tuple[Any, int]:
             raise FetchFailed(USER_AGENT_HELP, attempts)
         if answer.status >= 300:
             message = f"HTTP {answer.status} {answer.reason} after {attempts} attempts"
-            raise FetchFailed(f"wbgetentities: {message}", attempts)
-        body = _decoded(answer, "wbgetentities", attempts)
+            raise FetchFailed(f"{name}: {message}", attempts)
+        body = _decoded(answer, name, attempts)
         api_error = body.get("error") if isinstance(body, dict) else None
         lag = isinstance(api_error, dict) and api_error.get("code") == "maxlag"
         if lag and lagged < settings.WIKIDATA_MAX_RETRIES:
@@ -218,7 +261,7 @@ def _wbgetentities(entity_ids: list[str], **params: str) -> tuple[Any, int]:
                 request_budget().pause(retry_wait(answer.headers, lagged + 1, _limits()))
             continue
         if api_error is not None:
-            raise FetchFailed(f"wbgetentities: API error {api_error!s:.500}", attempts)
+            raise FetchFailed(f"{name}: API error {api_error!s:.500}", attempts)
         return body, attempts
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 

@@ -343,3 +343,11 @@ WIKIDATA_STREAM_URL = env(
 # A batch of changed ids goes when it holds 50 ids or its oldest change is this many seconds old:
 # the stream sends no heartbeats, so a quiet stream still sends what it has within this time.
 WIKIDATA_FOLLOW_BATCH_SECONDS = env.float("WIKIDATA_FOLLOW_BATCH_SECONDS", default=2.0)
+# One follower per deployment (Wikimedia allows 2 stream connections per client address): it holds
+# a lease of this many seconds in WIKIDATA_LIMITER_URL's Redis, renewed every third of it; another
+# follower waits as a standby and takes over at most this long (plus 2 s) after the holder died.
+# Without a Redis there is no lease: run one follower.
+WIKIDATA_FOLLOW_LEASE_SECONDS = env.float("WIKIDATA_FOLLOW_LEASE_SECONDS", default=15.0)
+# The stream down (refused, silent, unreachable) for longer than this many seconds: the changes
+# since the position are repaired from the API's recent changes while it is tried again.
+WIKIDATA_FOLLOW_REPAIR_AFTER = env.float("WIKIDATA_FOLLOW_REPAIR_AFTER", default=300.0)

@@ -5,26 +5,34 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
+import urllib.parse
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
 
 from core.exceptions import EnqueueFailed
-from importers import follow
 from importers.documents import Batch
 from importers.follow import Change, Event, Follower, Pending, parse_change, read_events
+from importers.follow import follower as follower_module
+from importers.follow import recent_changes as recent_changes_module
+from importers.follow import stream as stream_module
+from importers.follow.status import LagWindow, event_time
 from importers.management.commands.follow_wikidata import Command as FollowCommand
-from importers.models import FollowPosition, ImportOutcome, WikidataEntity
+from importers.models import FollowPosition, ImportOutcome, WikidataEntity, WikidataRedirect
 from importers.storage import Storage
 from tests.importers.entities import item
 from tests.support.event_stream import TOPIC, StandInEventStream
@@ -199,7 +207,7 @@ def test_a_connection_dropped_mid_event_loses_no_change(
 def test_a_stalled_connection_is_dropped_and_resumed(
     wikidata: StandInWikidata, stream: StandInEventStream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(follow, "READ_TIMEOUT", 1.0)  # 60 s in production
+    monkeypatch.setattr(stream_module, "READ_TIMEOUT", 1.0)  # 60 s in production
     stored(wikidata, 1, 2)
     stream.drop_after(1, "stall")
     stream.edit("Q1", 2001)
@@ -374,7 +382,7 @@ def test_a_broker_that_cannot_be_reached_stops_the_command_with_the_position_kep
         def import_bulk(self, ids: list[str], batch_size: int, at_least: Any = None) -> int:
             raise EnqueueFailed(0, ConnectionRefusedError("refused"), "redis://broker:6379/0")
 
-    monkeypatch.setattr(follow, "WikidataImporter", Unreachable)
+    monkeypatch.setattr(follower_module, "WikidataImporter", Unreachable)
     with pytest.raises(CommandError, match="position was kept: start follow_wikidata again"):
         call_command("follow_wikidata", stdout=io.StringIO())
     assert saved_offset() is None
@@ -382,7 +390,7 @@ def test_a_broker_that_cannot_be_reached_stops_the_command_with_the_position_kep
 
 
 def test_an_oversized_event_is_skipped_without_its_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(follow, "MAX_EVENT_BYTES", 20)
+    monkeypatch.setattr(stream_module, "MAX_EVENT_BYTES", 20)
     body = (
         b"id: 1\ndata: " + b"x" * 50 + b"\n\n"  # one overlong line
         b"id: 2\ndata: 0123456789\ndata: 0123456789\n\n"  # lines of an overlong event
@@ -422,8 +430,8 @@ def test_the_follower_sends_each_changes_revision_for_a_lagging_answer_to_be_ask
             sent.append(dict(at_least))
             return len(ids)
 
-    monkeypatch.setattr(follow, "WikidataImporter", Recording)
-    follower = follow.Follower(follow_all=True)
+    monkeypatch.setattr(follower_module, "WikidataImporter", Recording)
+    follower = Follower(follow_all=True)
     follower.pending.changes = {"Q1": 2400000001, "P31": 2400000002}
     follower.pending.since = 0.0
     follower.flush()
@@ -440,7 +448,7 @@ def test_a_deleted_entity_is_removed_and_recorded_missing_and_a_restore_imports_
         wait_until(lambda: saved_offset() == last)
     assert revisions() == {"Q2": 1002}
     outcome = ImportOutcome.objects.get(pk="Q1")
-    assert (outcome.status, outcome.error) == ("missing", follow.DELETED)
+    assert (outcome.status, outcome.error) == ("missing", follower_module.DELETED)
     last = stream.log("Q1", "delete", "restore")
     with following():
         wait_until(lambda: saved_offset() == last)
@@ -461,3 +469,309 @@ def test_a_page_deletion_and_restore_are_changes(action: str, change: Change | N
     event = {"meta": {"domain": "www.wikidata.org"}, "wiki": "wikidatawiki", "type": "log",
              "log_type": "delete", "log_action": action, "namespace": 0, "title": "Q42"}  # fmt: skip
     assert parse_change(event) == change
+
+
+def test_a_merged_entity_becomes_a_redirect_to_its_refreshed_target_without_lag_retries(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1)  # Q2, its target, is not stored: it is followed for the merge's sake
+    wikidata.add_entity(item("Q2", "Target", lastrevid=3001))
+    wikidata.add_redirect("Q1", "Q2")
+    last = stream.merge("Q1", "Q2", 3000)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q2": 3001}
+    assert dict(WikidataRedirect.objects.values_list("pk", "target_id")) == {"Q1": "Q2"}
+    # The redirect's answer carries Q2's revision, older than Q1's last event (3002): that is
+    # Q1's answer, asked for once, not a lagging replica's, asked for again.
+    assert [wikidata.count("Q1"), wikidata.count("Q2")] == [1, 1]
+    assert ImportOutcome.objects.get(pk="Q1").status == "redirected"
+
+
+def test_the_target_of_a_merge_is_refreshed_at_its_merge_revision(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1)
+    wikidata.add_entity(item("Q2", "Target", lastrevid=3001))
+    wikidata.add_redirect("Q1", "Q2")
+    last = stream.edit("Q2", 3001, comment="/* wbmergeitems-from:0||Q1 */ duplicate entry")
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 1001, "Q2": 3001}  # Q1's own events will make it a redirect
+    assert [request.entity_ids for request in wikidata.requests] == [("Q2",)]
+
+
+@pytest.mark.parametrize(
+    ("title", "comment", "partner"),
+    [
+        (
+            "Q26212910",
+            "/* wbmergeitems-to:0||Q1216649 */ [[MediaWiki:Gadget-Merge.js|merge.js]]  dup",
+            "Q1216649",
+        ),
+        (
+            "Q1216649",
+            "/* wbmergeitems-from:0||Q26212910 */ [[MediaWiki:Gadget-Merge.js|merge.js]]  dup",
+            "Q26212910",
+        ),
+        ("Q26212910", "/* wbcreateredirect:0||Q26212910|Q1216649 */", "Q1216649"),
+        ("Q26212910", "/* wbmergeitems-to:0||q1216649 */", "Q1216649"),
+        ("Q26212910", "/* wbsetlabel-add:1|en */ wbmergeitems-to:0||Q5", None),  # not the autocomment
+        ("Q26212910", "/* wbmergeitems-to:0||Q26212910 */", None),  # itself: no other side
+        ("Q26212910", "/* wbmergeitems-to:0||Wikidata:Sandbox */", None),
+        ("Q26212910", "", None),
+    ],
+)
+def test_a_merge_or_redirect_edit_names_the_other_side(title: str, comment: str, partner: str | None) -> None:
+    # Real comments, from the recentchange events of a merge (offsets 2146136449 to 2146136453).
+    event = {"meta": {"domain": "www.wikidata.org"}, "wiki": "wikidatawiki", "type": "edit", "namespace": 0,
+             "title": title, "comment": comment, "revision": {"old": 1, "new": 2}}  # fmt: skip
+    assert parse_change(event) == Change(title, 2, merged_with=partner)
+
+
+@pytest.fixture
+def shared_lease(settings: Any) -> Iterator[redis.Redis]:
+    """The follower's lease in the test Redis, under a key of this test's own, lasting 3 s."""
+    settings.WIKIDATA_LIMITER_URL = settings.TEST_REDIS_URL
+    settings.WIKIDATA_LIMITER_KEY = f"follow-test-{uuid.uuid4().hex}"
+    settings.WIKIDATA_FOLLOW_LEASE_SECONDS = 3.0
+    client = redis.Redis.from_url(settings.TEST_REDIS_URL)
+    yield client
+    client.delete(f"{settings.WIKIDATA_LIMITER_KEY}:follower")
+    client.close()
+
+
+def test_a_second_follower_waits_as_a_standby_and_takes_over_when_the_first_stops(
+    wikidata: StandInWikidata, stream: StandInEventStream, shared_lease: redis.Redis
+) -> None:
+    stored(wikidata, 1, 2)
+    first_change = stream.edit("Q1", 2001)
+    with following() as first, following() as second:
+        wait_until(lambda: saved_offset() == first_change)
+        wait_until(lambda: "standby" in (first.mode, second.mode))
+        holder, standby = (first, second) if second.mode == "standby" else (second, first)
+        holder.halt()
+        wait_until(lambda: standby.mode == "stream")
+        last = stream.edit("Q2", 2002)
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001, "Q2": 2002}
+    assert stream.most_open == 1
+    assert [request.start for request in stream.requests] == [0, first_change + 1]
+
+
+def test_a_follower_that_loses_its_lease_stops_reading_until_it_takes_it_again(
+    wikidata: StandInWikidata, stream: StandInEventStream, shared_lease: redis.Redis, settings: Any
+) -> None:
+    stored(wikidata, 1)
+    key = f"{settings.WIKIDATA_LIMITER_KEY}:follower"
+    with following() as follower:
+        wait_until(lambda: stream.open == 1)
+        shared_lease.set(key, "another-host:1:00000000", px=60_000)  # as if it expired, and was taken
+        wait_until(lambda: stream.open == 0)
+        last = stream.edit("Q1", 2001)
+        wait_until(lambda: follower.mode == "standby")
+        shared_lease.delete(key)
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001}
+    assert stream.most_open == 1
+
+
+def test_a_standby_command_takes_over_from_a_killed_one_without_two_connections(
+    wikidata: StandInWikidata, stream: StandInEventStream, settings: Any
+) -> None:
+    stored(wikidata, 1, 2)
+    key = f"follow-test-{uuid.uuid4().hex}"
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
+        "WIKIDATA_BASE_URL": wikidata.base_url,
+        "WIKIDATA_STREAM_URL": stream.url,
+        "WIKIDATA_FOLLOW_BATCH_SECONDS": "0.2",
+        "WIKIDATA_LIMITER_URL": settings.TEST_REDIS_URL,
+        "WIKIDATA_LIMITER_KEY": key,
+        "WIKIDATA_FOLLOW_LEASE_SECONDS": "3",
+    }
+
+    def start() -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "follow_wikidata"], cwd=ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("Following ")  # about to take the lease, or wait
+        return process
+
+    first = start()
+    second = None
+    try:
+        wait_until(lambda: stream.open == 1, timeout=120)
+        second = start()
+        change = stream.edit("Q1", 2001)
+        wait_until(lambda: saved_offset() == change, timeout=120)
+        first.kill()  # SIGKILL: no position saved, no lease given up
+        first.wait(timeout=60)
+        last = stream.edit("Q2", 2002)
+        wait_until(lambda: saved_offset() == last, timeout=120)
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=60)
+    finally:
+        for process in (first, second):
+            if process is not None:
+                process.kill()
+                process.wait(timeout=60)
+        redis.Redis.from_url(settings.TEST_REDIS_URL).delete(f"{key}:follower")
+    assert second.returncode == 0
+    assert revisions() == {"Q1": 2001, "Q2": 2002}
+    assert stream.most_open == 1
+    assert len(stream.requests) == 2
+
+
+def test_status_shows_the_lag_of_each_change_the_backlog_the_position_s_age_and_the_mode(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    stored(wikidata, 1, 2)
+    # Made 100 s ago: whatever the machine's speed, each change's lag is at least that.
+    made = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 100))
+    stream.edit("Q1", 2001, dt=made)
+    stream.edit("Q2", 2002, dt=made)
+    last = stream.edit("Q3", 2003, dt=made)  # not stored: not sent, no lag
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    status = FollowPosition.objects.get().status
+    assert status["mode"] == "stream"
+    assert status["pending"] == 3  # the ids of the batch, read and not sent yet as it was saved
+    assert status["written_at"] - status["position_time"] >= 100
+    for window in ("minute", "hour"):
+        lag = status["lag"][window]
+        assert lag["count"] == 2
+        assert 100 <= lag["p50"] <= lag["p95"] <= lag["p99"]
+    out = io.StringIO()
+    call_command("follow_wikidata", "--status", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith(f"Position {FollowPosition.objects.get().last_event_id}, saved ")
+    assert lines[1].startswith("mode stream; lag over the last minute p50 1")
+    assert "(2 changes); lag over the last hour p50 1" in lines[1]
+    assert "; 3 ids pending; position 1" in lines[1]
+
+
+def test_status_without_a_follower_says_none_is_saved() -> None:
+    out = io.StringIO()
+    call_command("follow_wikidata", "--status", stdout=out)
+    assert out.getvalue() == "No status saved: no follower has sent a batch here yet.\n"
+    assert not FollowPosition.objects.exists()
+
+
+def test_the_status_is_logged_once_a_minute(
+    wikidata: StandInWikidata, stream: StandInEventStream, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(follower_module, "REPORT_SECONDS", 0.0)  # 60 s in production
+    stored(wikidata, 1)
+    last = stream.edit("Q1", 2001)
+    with caplog.at_level(logging.INFO, logger=follower_module.__name__), following():
+        wait_until(lambda: saved_offset() == last)
+        wait_until(lambda: any("(1 changes)" in record.message for record in caplog.records))
+    assert any(record.message.startswith("Follower: mode stream; lag over the last minute p50 ")
+               for record in caplog.records)  # fmt: skip
+
+
+def test_lag_percentiles_are_nearest_rank_over_the_last_minute_and_hour() -> None:
+    window = LagWindow()
+    window.add(now=0.0, lags=[100.0])  # more than an hour before the last: forgotten
+    window.add(now=1000.0, lags=[float(lag) for lag in range(1, 101)])
+    window.add(now=3650.0, lags=[7.0])
+    assert window.summary(now=3650.0) == {
+        "minute": {"count": 1, "p50": 7.0, "p95": 7.0, "p99": 7.0},
+        "hour": {"count": 101, "p50": 50.0, "p95": 95.0, "p99": 99.0},
+    }
+    assert window.summary(now=8000.0)["hour"]["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("dt", "expected"),
+    [("2020-02-02T13:21:46Z", 1580649706.0), ("2020-02-02T13:21:46.500Z", 1580649706.5), ("yesterday", None),
+     (1580649706, None)],
+)  # fmt: skip
+def test_an_event_s_time_is_its_meta_dt(dt: Any, expected: float | None) -> None:
+    assert event_time({"meta": {"dt": dt}}) == expected
+
+
+def test_the_admin_shows_the_follower_s_status_read_only(admin_client: Any) -> None:
+    now = time.time()
+    lag = {"count": 3, "p50": 1.5, "p95": 2.0, "p99": 4.0}
+    status = {"mode": "stream", "holder": "web.1:7:abcd1234", "pending": 4, "queued": 0,
+              "position_time": now - 2, "lag": {"minute": lag, "hour": lag}, "written_at": now}  # fmt: skip
+    FollowPosition.objects.create(pk=1, last_event_id='[{"offset": 7}]', status=status)
+    page = admin_client.get("/admin/importers/followposition/").content.decode()
+    assert "mode stream; lag over the last minute p50 1.5 s, p95 2.0 s, p99 4.0 s (3 changes)" in page
+    assert "web.1:7:abcd1234" in page
+    assert admin_client.get("/admin/importers/followposition/add/").status_code == 403
+
+
+def iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def save_position(offset: int, made: float) -> None:
+    """A position saved by an earlier follower, its last event made at ``made`` (Unix time)."""
+    position = json.dumps([{"topic": TOPIC, "partition": 0, "offset": offset}])
+    FollowPosition.objects.create(pk=1, last_event_id=position, status={"position_time": made})
+
+
+def test_a_position_older_than_the_stream_keeps_is_repaired_from_recent_changes_then_followed_after(
+    wikidata: StandInWikidata, stream: StandInEventStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recent_changes_module, "LIMIT", 1)  # a page a change: the continuation is followed
+    stored(wikidata, 1, 2, 3)
+    now = time.time()
+    save_position(0, now - 8 * 86400)  # the stream keeps 7 days
+    wikidata.add_recent_change("Q1", 2001, iso(now - 8 * 86400 + 3600))
+    wikidata.add_recent_change("Q2", 2002, iso(now - 86400))
+    wikidata.add_recent_change("Q3", 0, iso(now - 60), kind="log", log_action="delete")
+    stream.edit("Q9", 2009, wiki="enwiki")
+    last = stream.edit("Q1", 2001)  # read again on the stream: changes nothing
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"Q1": 2001, "Q2": 2002}
+    assert ImportOutcome.objects.get(pk="Q3").error == follower_module.DELETED
+    assert wikidata.count("Q1") == 1
+    asked = [urllib.parse.parse_qs(urllib.parse.urlsplit(r.path).query) for r in wikidata.requests
+             if "list=recentchanges" in r.path]  # fmt: skip
+    assert len(asked) == 3
+    assert {key: value[0] for key, value in asked[0].items() if key.startswith("rc")} == {
+        "rcnamespace": "0|120|146", "rcprop": "title|ids|timestamp|loginfo", "rclimit": "1",
+        "rcdir": "newer", "rcstart": iso(now - 8 * 86400), "rcend": asked[0]["rcend"][0],
+    }  # fmt: skip
+    assert [query.get("rccontinue") is not None for query in asked] == [False, True, True]
+    # The stream cannot resume at the old position: it starts from the repair's end.
+    (connection_,) = stream.requests
+    assert "Last-Event-Id" not in connection_.headers
+    assert "?since=" in connection_.path
+
+
+def test_a_position_older_than_the_recent_changes_keep_stops_the_command_saying_what_to_run(
+    stream: StandInEventStream,
+) -> None:
+    save_position(5, time.time() - 31 * 86400)
+    with pytest.raises(CommandError, match=r"run refresh_wikidata .* or a dump import"):
+        call_command("follow_wikidata", stdout=io.StringIO())
+    assert stream.requests == []
+    assert saved_offset() == 5
+
+
+def test_a_stream_down_for_longer_than_the_setting_is_repaired_from_recent_changes(
+    wikidata: StandInWikidata, stream: StandInEventStream, settings: Any
+) -> None:
+    settings.WIKIDATA_FOLLOW_REPAIR_AFTER = 0.5  # 300 s in production
+    stored(wikidata, 1, 2)
+    now = time.time()
+    save_position(5, now - 600)
+    wikidata.add_recent_change("Q1", 2001, iso(now - 300))
+    stream.refuse(503, times=10_000)
+    with following():
+        wait_until(lambda: revisions()["Q1"] == 2001)
+    assert revisions() == {"Q1": 2001, "Q2": 1002}
+    assert saved_offset() == 5  # the stream, once back, resumes where it stopped
+    assert len(stream.requests) >= 2

@@ -81,6 +81,23 @@ def test_a_redirect_stores_the_target_under_its_own_id(wikidata: StandInWikidata
     assert redirected.entity_id == "Q1022"
 
 
+def test_a_stored_entity_merged_into_another_becomes_a_redirect_and_no_longer_an_entity(
+    wikidata: StandInWikidata,
+) -> None:
+    wikidata.add_entity(item("Q5", "Merged away", lastrevid=500))
+    import_single("Q5")
+    wikidata.add_redirect("Q6", "Q5")
+    import_single("Q6")
+    # Q5 is merged into Q1022 on Wikidata: asking for it answers with Q1022.
+    wikidata.add_entity(STUTTGART)
+    wikidata.add_redirect("Q5", "Q1022")
+    assert import_single("Q5") == Status.REDIRECTED
+    assert sorted(WikidataEntity.objects.values_list("pk", flat=True)) == ["Q1022"]
+    # Q6 pointed at Q5: it follows Q5 to its target, not lost with Q5's row.
+    assert dict(WikidataRedirect.objects.values_list("pk", "target_id")) == {"Q5": "Q1022", "Q6": "Q1022"}
+    assert outcome("Q5").entity_id == "Q1022"
+
+
 @pytest.mark.parametrize(
     ("document", "label", "entity_type"),
     [

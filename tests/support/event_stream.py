@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import select
 import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -79,6 +81,9 @@ class StandInEventStream:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._sockets: set[socket.socket] = set()
+        # Connections open now, and the most ever open at once (Wikimedia allows 2 per client address).
+        self.open = 0
+        self.most_open = 0
 
     def __enter__(self) -> StandInEventStream:
         self._server = _Server(self)
@@ -115,23 +120,49 @@ class StandInEventStream:
             return offset
 
     def edit(
-        self, entity_id: str, revision: int, wiki: str = "wikidatawiki", kind: str = "edit", domain: str = ""
+        self,
+        entity_id: str,
+        revision: int,
+        wiki: str = "wikidatawiki",
+        kind: str = "edit",
+        domain: str = "",
+        comment: str = "",
+        dt: str = "",
     ) -> int:
-        """Append an edit (``kind="new"``: a creation) of ``entity_id`` on ``wiki``; return its offset."""
+        """Append an edit (``kind="new"``: a creation) of ``entity_id`` on ``wiki``; return its offset.
+
+        ``comment`` is the edit summary, Wikibase's autocomment first (``/* wbmergeitems-to:0||Q2 */``);
+        ``dt`` when it was made (``meta.dt``, e.g. "2020-02-02T13:21:46Z"), by default now.
+        """
         namespace = NAMESPACES[entity_id[0]]
         domain = domain or ("www.wikidata.org" if wiki == "wikidatawiki" else f"{wiki}.example.org")
         return self.add(
             {
                 "$schema": "/mediawiki/recentchange/1.0.0",
-                "meta": {"domain": domain, "dt": "2026-12-05T02:00:00Z", "stream": "mediawiki.recentchange"},
+                "meta": {"domain": domain, "dt": dt or _now(), "stream": "mediawiki.recentchange"},
                 "type": kind,
                 "namespace": namespace,
                 "title": PREFIXES[namespace] + entity_id,
                 "wiki": wiki,
+                "comment": comment,
                 "revision": {"old": revision - 1, "new": revision},
                 "bot": False,
             }
         )
+
+    def merge(self, source: str, target: str, revision: int) -> int:
+        """Append the three edits of merging item ``source`` into ``target``; return the last offset.
+
+        As Wikidata writes them (a real merge, recentchange offsets 2146136449 to 2146136453):
+        the source emptied (``wbmergeitems-to``), the target given its content
+        (``wbmergeitems-from``), then the source made a redirect (``wbcreateredirect``), at
+        ``revision``, ``revision + 1`` and ``revision + 2``.
+        """
+        self.edit(source, revision, comment=f"/* wbmergeitems-to:0||{target} */ merge.js duplicate entry")
+        self.edit(
+            target, revision + 1, comment=f"/* wbmergeitems-from:0||{source} */ merge.js duplicate entry"
+        )
+        return self.edit(source, revision + 2, comment=f"/* wbcreateredirect:0||{source}|{target} */")
 
     def canary(self, entity_id: str, revision: int) -> int:
         """Append a canary event (Wikimedia's monitoring, ``meta.domain == "canary"``) for Wikidata."""
@@ -185,6 +216,8 @@ class StandInEventStream:
             refusal = self._refusals.pop(0) if self._refusals else None
             drop = self._drops.pop(0) if self._drops and refusal is None else None
             self._sockets.add(handler.connection)
+            self.open += 1
+            self.most_open = max(self.most_open, self.open)
         try:
             if refusal is not None:
                 status, retry_after = refusal
@@ -209,6 +242,7 @@ class StandInEventStream:
         finally:
             with self._changed:
                 self._sockets.discard(handler.connection)
+                self.open -= 1
 
     def _send_events(self, handler: _Handler, start: int, drop: tuple[int, str] | None) -> None:
         sent, index = 0, start
@@ -217,6 +251,8 @@ class StandInEventStream:
                 if index >= len(self._events):
                     self._changed.wait(0.2)
                 ready = self._events[index:]
+            if _hung_up(handler.connection):  # counted open until then: find out without a write
+                return
             for event in ready:
                 if drop is not None and sent >= drop[0]:
                     if drop[1] == "stall":
@@ -231,6 +267,22 @@ class StandInEventStream:
                 handler.wfile.flush()
                 sent += 1
                 index += 1
+
+
+def _now() -> str:
+    """The time now as ``meta.dt`` is written (ISO 8601, UTC, "Z")."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hung_up(connection: socket.socket) -> bool:
+    """Whether the client closed its end (it sends nothing after its request, so readable is closed)."""
+    readable, _, _ = select.select([connection], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def _resume_from(last_event_id: str) -> int:

@@ -317,6 +317,7 @@ class StandInWikidata:
         # of the mapping they passed do not leak in.
         self._entities: dict[str, str] = {}
         self._redirects: dict[str, str] = {}
+        self._recent: list[dict[str, Any]] = []
         self._faults: list[_Pending] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -391,6 +392,25 @@ class StandInWikidata:
         with self._lock:
             self._redirects[from_id] = to_id
             self._entities.pop(from_id, None)
+
+    def add_recent_change(
+        self, entity_id: str, revision: int, timestamp: str, kind: str = "edit", log_action: str = ""
+    ) -> None:
+        """Keep a change for ``list=recentchanges``, as the API lists it with
+        ``rcprop=title|ids|timestamp|loginfo`` and ``formatversion=2``
+        (https://www.mediawiki.org/wiki/API:RecentChanges): ``kind`` ``edit``, ``new`` or ``log``
+        (with ``log_action`` of a ``delete`` log entry); ``timestamp`` like "2026-11-27T02:00:00Z"."""
+        namespace = {"Q": 0, "P": 120, "L": 146}[entity_id[0]]
+        title = {0: "", 120: "Property:", 146: "Lexeme:"}[namespace] + entity_id
+        with self._lock:
+            rcid = len(self._recent) + 1
+            change: dict[str, Any] = {"type": kind, "ns": namespace, "title": title, "pageid": 1000 + rcid,
+                                      "revid": revision, "old_revid": max(revision - 1, 0), "rcid": rcid,
+                                      "timestamp": timestamp}  # fmt: skip
+            if kind == "log":
+                change |= {"revid": 0, "old_revid": 0, "logid": change["rcid"], "logtype": "delete",
+                           "logaction": log_action, "logparams": {}}  # fmt: skip
+            self._recent.append(change)
 
     def remove(self, entity_id: str) -> None:
         """Forget an entity or redirect, as if deleted: 404 / "missing" from now on."""
@@ -527,8 +547,45 @@ class StandInWikidata:
         # The merged item's target, keyed by the target id: the wikidata package follows that.
         return 200, f'{{"entities": {{{json.dumps(entity_id)}: {document}}}}}'.encode(), _JSON
 
+    def _recent_changes(self, query: dict[str, list[str]]) -> tuple[bytes, dict[str, str]]:
+        """``list=recentchanges`` with ``rcdir=newer``: oldest first, ``rclimit`` a page, and a
+        ``continue`` of ``rccontinue`` (the next one's "timestamp|rcid") while more remain."""
+
+        def one(name: str, default: str = "") -> str:
+            return query.get(name, [default])[-1]
+
+        namespaces = {int(number) for number in one("rcnamespace").split("|") if number}
+        start, end, after = one("rcstart"), one("rcend"), one("rccontinue")
+        with self._lock:
+            chosen = [
+                change
+                for change in self._recent
+                if (not namespaces or change["ns"] in namespaces)
+                and (not start or change["timestamp"] >= start)
+                and (not end or change["timestamp"] <= end)
+            ]
+        chosen.sort(key=lambda change: (change["timestamp"], change["rcid"]))
+        if after:
+            moment, _, rcid = after.partition("|")
+            chosen = [
+                change
+                for change in chosen
+                if (_mw(change["timestamp"]), change["rcid"]) >= (moment, int(rcid))
+            ]
+        limit = int(one("rclimit", "10"))
+        body: dict[str, Any] = {"batchcomplete": True, "query": {"recentchanges": chosen[:limit]}}
+        if len(chosen) > limit:
+            following = chosen[limit]
+            body["continue"] = {
+                "rccontinue": f"{_mw(following['timestamp'])}|{following['rcid']}",
+                "continue": "-||",
+            }
+        return json.dumps(body).encode(), {}
+
     def _api(self, query: dict[str, list[str]], entity_ids: tuple[str, ...]) -> tuple[bytes, dict[str, str]]:
         action = query.get("action", [""])[-1]
+        if action == "query" and query.get("list", [""])[-1] == "recentchanges":
+            return self._recent_changes(query)
         if action != "wbgetentities":
             return _api_error("badvalue", f'Unrecognized value for parameter "action": {action}.')
         if not entity_ids:
@@ -574,6 +631,11 @@ class StandInWikidata:
             parts = {key: json.dumps(_info(json.loads(value))) for key, value in parts.items()}
         entries = ", ".join(f"{json.dumps(key)}: {value}" for key, value in parts.items())
         return f'{{"entities": {{{entries}}}, "success": 1}}'.encode(), {}
+
+
+def _mw(timestamp: str) -> str:
+    """An ISO timestamp as MediaWiki writes it in a continuation ("20261127020000")."""
+    return "".join(character for character in timestamp if character.isdigit())
 
 
 def _with_redirect(document: dict[str, Any], from_id: str, to_id: str) -> dict[str, Any]:

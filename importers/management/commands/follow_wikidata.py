@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import FrameType
@@ -15,6 +16,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.exceptions import EnqueueFailed
 from importers.follow import Follower
+from importers.follow.follower import POSITION_ROW, PositionTooOld
+from importers.follow.status import describe
+from importers.models import FollowPosition
 
 
 class Command(BaseCommand):
@@ -34,9 +38,18 @@ class Command(BaseCommand):
             help="Without a saved position, start from the changes since this time (e.g. "
             "2026-12-05T02:00:00Z; the stream keeps 7 days), not from now.",
         )
+        parser.add_argument(
+            "--status",
+            action="store_true",
+            help="Show what the running follower last saved (mode, lag percentiles, backlog, the "
+            "position's age), and exit.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.verbosity = options["verbosity"]
+        if options["status"]:
+            self.show_status()
+            return
         since = self.parse_since(options["since"])
         follower = Follower(follow_all=options["all"], since=since)
         with self.stop_on_signals(follower):
@@ -57,6 +70,20 @@ class Command(BaseCommand):
                 f"--since {since!r} has no time zone: add Z for UTC, or an offset like +01:00."
             )
         return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def show_status(self) -> None:
+        """Write the status the follower saved with its position, or say that none is saved."""
+        row = FollowPosition.objects.filter(pk=POSITION_ROW).first()
+        lines = describe(row.status if row is not None else {}, time.time())
+        if not lines:
+            self.stdout.write("No status saved: no follower has sent a batch here yet.")
+            return
+        if row is not None:
+            self.stdout.write(
+                f"Position {row.last_event_id or '(none)'}, saved {row.updated_at.isoformat()}."
+            )
+        for line in lines:
+            self.stdout.write(line)
 
     @contextlib.contextmanager
     def stop_on_signals(self, follower: Follower) -> Iterator[None]:
@@ -84,6 +111,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Following {settings.WIKIDATA_STREAM_URL} for {scope}, from {where}.")
         try:
             follower.run()
+        except PositionTooOld as error:
+            raise CommandError(str(error)) from error
         except EnqueueFailed as error:
             raise CommandError(
                 f"Could not send a batch of changes: {error}. The stream position was kept: start "

@@ -1,0 +1,88 @@
+"""What the follower shows of itself: each change's lag, its percentiles over the last minute and
+hour, and the status it saves beside its position for ``follow_wikidata --status`` to read.
+
+A change's lag runs from its event's ``meta.dt`` (when Wikidata made it) to the commit of the
+batch that sent it: in process, the commit of its row; with workers, its hand-over to the broker.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ("LagWindow", "describe", "event_time", "summary_line")
+
+# The windows the percentiles are kept over, in seconds.
+WINDOWS = {"minute": 60.0, "hour": 3600.0}
+PERCENTILES = (50, 95, 99)
+
+
+def event_time(data: Mapping[str, Any]) -> float | None:
+    """An event's ``meta.dt`` (ISO 8601, UTC: "2020-02-02T13:21:46Z") as a Unix time, or None."""
+    meta = data.get("meta")
+    moment = meta.get("dt") if isinstance(meta, dict) else None
+    if not isinstance(moment, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(moment)
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+class LagWindow:
+    """The lags of the changes sent over the last hour, with when each was sent (Unix times)."""
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, float]] = deque()
+
+    def add(self, now: float, lags: Iterable[float]) -> None:
+        self._samples.extend((now, lag) for lag in lags)
+        while self._samples and self._samples[0][0] < now - WINDOWS["hour"]:
+            self._samples.popleft()
+
+    def summary(self, now: float) -> dict[str, dict[str, float]]:
+        """For each window: ``count`` changes sent in it, and their lag's ``p50``, ``p95``, ``p99`` (s)."""
+        result = {}
+        for name, seconds in WINDOWS.items():
+            lags = sorted(lag for when, lag in self._samples if when >= now - seconds)
+            result[name] = {"count": len(lags)} | {f"p{p}": _percentile(lags, p) for p in PERCENTILES}
+        return result
+
+
+def _percentile(ordered: list[float], percent: int) -> float:
+    """The nearest-rank percentile of ``ordered`` (sorted); 0 for none."""
+    if not ordered:
+        return 0.0
+    return round(ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)], 3)
+
+
+def summary_line(status: Mapping[str, Any], now: float) -> str:
+    """One line of a status: the follower's log line a minute, and the first of ``describe``."""
+    parts = [f"mode {status.get('mode', '?')}"]
+    lags = status.get("lag") or {}
+    for name, lag in ((name, lags[name]) for name in WINDOWS if name in lags):  # jsonb keeps no key order
+        parts.append(
+            f"lag over the last {name} p50 {lag['p50']:.1f} s, p95 {lag['p95']:.1f} s, p99 "
+            f"{lag['p99']:.1f} s ({lag['count']} changes)"
+        )
+    parts.append(f"{status.get('pending', 0)} ids pending")
+    position_time = status.get("position_time")
+    if position_time is not None:
+        parts.append(f"position {now - position_time:.1f} s old")
+    return "; ".join(parts)
+
+
+def describe(status: Mapping[str, Any], now: float) -> list[str]:
+    """The lines ``follow_wikidata --status`` shows of a saved status (empty: none saved)."""
+    if not status:
+        return []
+    written = status.get("written_at", now)
+    return [
+        summary_line(status, written),
+        f"Saved {now - written:.0f} s ago by {status.get('holder') or 'a follower'} (a follower saves "
+        "it with each batch: much older, and none is running).",
+    ]
