@@ -12,7 +12,10 @@ from types import FrameType, ModuleType
 
 from .harness import ROOT, configure, remove_redis_keys
 
-NAMES = ("enqueue", "end_to_end", "batched", "reimport", "overhead", "methods", "budget", "dump", "fairness")
+NAMES = (
+    "enqueue", "end_to_end", "batched", "reimport", "overhead", "methods", "budget", "dump", "fairness",
+    "follow",
+)  # fmt: skip
 
 
 def command_line(argv: list[str]) -> str:
@@ -41,13 +44,24 @@ def main(argv: list[str]) -> int:
     django.setup()
     from rich.console import Console
 
-    from . import batched, budget, dump, end_to_end, enqueue, fairness, methods, overhead, reimport
+    from . import batched, budget, dump, end_to_end, enqueue, fairness, follow, methods, overhead, reimport
     from .machine import CpuWatch, describe
     from .report import Result, show, write
 
     modules: dict[str, ModuleType] = {
         module.NAME: module
-        for module in (enqueue, end_to_end, batched, reimport, overhead, methods, budget, dump, fairness)
+        for module in (
+            enqueue,
+            end_to_end,
+            batched,
+            reimport,
+            overhead,
+            methods,
+            budget,
+            dump,
+            fairness,
+            follow,
+        )
     }
     signal.signal(signal.SIGTERM, _interrupt)  # tear down workers and the database on kill, too
     console = Console()

@@ -116,17 +116,20 @@ class Worker:
 
 
 @contextmanager
-def procfile_worker_running(directory: Path, hostname: str | None = None) -> Iterator[Worker]:
+def procfile_worker_running(
+    directory: Path, hostname: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[Worker]:
     """The Procfile's worker line started as it is written (with the venv's ``celery`` on PATH).
 
-    ``hostname``: its ``--hostname``, as a second machine's worker would have its own.
+    ``hostname``: its ``--hostname``, as a second machine's worker would have its own; ``env``:
+    its environment (this benchmark's by default).
     """
     log = directory / f"worker-{hostname or 'first'}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
             [*shlex.split(procfile_worker()), *(["--hostname", hostname] if hostname else [])],
             cwd=ROOT,
-            env=environment(),
+            env=env or environment(),
             stdout=output,
             stderr=output,
             start_new_session=True,

@@ -137,17 +137,9 @@ class StandInEventStream:
         namespace = NAMESPACES[entity_id[0]]
         domain = domain or ("www.wikidata.org" if wiki == "wikidatawiki" else f"{wiki}.example.org")
         return self.add(
-            {
-                "$schema": "/mediawiki/recentchange/1.0.0",
-                "meta": {"domain": domain, "dt": dt or _now(), "stream": "mediawiki.recentchange"},
-                "type": kind,
-                "namespace": namespace,
-                "title": PREFIXES[namespace] + entity_id,
-                "wiki": wiki,
-                "comment": comment,
-                "revision": {"old": revision - 1, "new": revision},
-                "bot": False,
-            }
+            recentchange(
+                wiki, domain, namespace, PREFIXES[namespace] + entity_id, revision, kind, comment, dt
+            )
         )
 
     def merge(self, source: str, target: str, revision: int) -> int:
@@ -267,6 +259,57 @@ class StandInEventStream:
                 handler.wfile.flush()
                 sent += 1
                 index += 1
+
+
+def recentchange(
+    wiki: str,
+    domain: str,
+    namespace: int,
+    title: str,
+    revision: int,
+    kind: str = "edit",
+    comment: str = "",
+    dt: str = "",
+) -> dict[str, Any]:
+    """A recentchange event of an edit (``kind="new"``: a creation), with every field of the schema
+    (https://schema.wikimedia.org/repositories/primary/jsonschema/mediawiki/recentchange/1.0.0)
+    that a real edit's event carries, so that events are as long as real ones (about 1 KB)."""
+    dt = dt or _now()
+    server = f"https://{domain}"
+    url_title = title.replace(" ", "_")
+    rcid = 2_200_000_000 + revision % 1_000_000_000
+    return {
+        "$schema": "/mediawiki/recentchange/1.0.0",
+        "meta": {
+            "uri": f"{server}/wiki/{url_title}",
+            "request_id": f"b7c1d2e3-{revision % 10_000:04d}-4a5b-8c9d-0e1f2a3b4c5d",
+            "id": f"5f0e7a1c-{revision % 10_000:04d}-4b2d-9e8f-7a6b5c4d3e2f",
+            "dt": dt,
+            "domain": domain,
+            "stream": "mediawiki.recentchange",
+            "topic": TOPIC,
+            "partition": 0,
+        },
+        "id": rcid,
+        "type": kind,
+        "namespace": namespace,
+        "title": title,
+        "title_url": f"{server}/wiki/{url_title}",
+        "comment": comment,
+        "timestamp": int(datetime.fromisoformat(dt).timestamp()),
+        "user": "ExampleBot",
+        "bot": False,
+        "notify_url": f"{server}/w/index.php?diff={revision}&oldid={revision - 1}&rcid={rcid}",
+        "minor": False,
+        "patrolled": True,
+        "length": {"old": 18_211, "new": 18_402},
+        "revision": {"old": revision - 1, "new": revision},
+        "server_url": server,
+        "server_name": domain,
+        "server_script_path": "/w",
+        "wiki": wiki,
+        "parsedcomment": comment,
+    }
 
 
 def _now() -> str:
