@@ -33,7 +33,7 @@ from .lease import Keeper, Lease, LeaseUnavailable
 from .lease import lease as follower_lease
 from .pending import Pending
 from .recent_changes import RecentChangesFailed, recent_changes
-from .status import LagWindow, event_time, summary_line
+from .status import LagWindow, Unseen, event_time, summary_line
 from .stream import Disconnected, Event, EventStream
 
 __all__ = ("DELETED", "Follower", "PositionTooOld")
@@ -56,6 +56,9 @@ REPAIRED = Event(None, "message", "")
 REPAIR_OVERLAP = 60.0
 # The status is logged this often (seconds).
 REPORT_SECONDS = 60.0
+# The rows of the changes sent are looked at this often (seconds) for their lag: with workers, they
+# are stored after the batch is sent.
+CONFIRM_SECONDS = 1.0
 # The primary key of the one row of FollowPosition.
 POSITION_ROW = 1
 # The outcome's error of an entity removed because its page was deleted on Wikidata.
@@ -84,6 +87,8 @@ class Follower:
         self.lease = lease if lease is not None else follower_lease()
         self.mode = STARTING
         self.lags = LagWindow()
+        self.unseen = Unseen()
+        self._next_confirm = 0.0
         self.queued = 0  # events read from the stream, not batched yet
         self._next_report = time.monotonic() + REPORT_SECONDS
         # When the stream went down (Unix time; None: it is up), whether a repair is due for it, and
@@ -233,6 +238,8 @@ class Follower:
             self.queued = stream.items.qsize()
             if self.pending.due(time.monotonic(), seconds):
                 self.flush()
+            elif time.monotonic() >= self._next_confirm:
+                self.confirm()
             self.report()
         return events, Disconnected("stopped")
 
@@ -250,12 +257,26 @@ class Follower:
             if wanted:
                 revisions = {wikidata_id: pending.changes[wikidata_id] for wikidata_id in wanted}
                 self.sent += WikidataImporter().import_bulk(wanted, batch_size=MAX_BATCH, at_least=revisions)
+            self.unseen.add({id: pending.changes[id] for id in wanted}, pending.times, time.time())
+            self.confirm()
             now = time.time()
-            self.lags.add(now, [now - pending.times[id] for id in wanted if id in pending.times])
             FollowPosition.objects.update_or_create(
                 pk=POSITION_ROW, defaults={"last_event_id": pending.position, "status": self.status(now)}
             )
         self.pending = Pending(position=pending.position, position_time=pending.position_time)
+
+    def confirm(self) -> None:
+        """Take the lags of the changes sent whose rows now show them (stored here or by a worker)."""
+        self._next_confirm = time.monotonic() + CONFIRM_SECONDS
+        if not self.unseen:
+            return
+        rows = WikidataEntity.objects.filter(pk__in=self.unseen.ids()).values_list(
+            "pk", "lastrevid", "fetched_at"
+        )
+        now = time.time()
+        self.lags.add(
+            now, self.unseen.seen(((id, revision, at.timestamp()) for id, revision, at in rows), now)
+        )
 
     def status(self, now: float) -> dict[str, Any]:
         """What ``--status`` shows (see ``status.describe``), as of ``now`` (Unix time)."""

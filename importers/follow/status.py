@@ -1,8 +1,9 @@
 """What the follower shows of itself: each change's lag, its percentiles over the last minute and
 hour, and the status it saves beside its position for ``follow_wikidata --status`` to read.
 
-A change's lag runs from its event's ``meta.dt`` (when Wikidata made it) to the commit of the
-batch that sent it: in process, the commit of its row; with workers, its hand-over to the broker.
+A change's lag runs from its event's ``meta.dt`` (when Wikidata made it) to its row stored at that
+revision or a later one (the row's ``fetched_at``: its import's commit follows within milliseconds),
+by this process or by a worker: ``Unseen`` keeps the changes sent until their rows show them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ("LagWindow", "describe", "event_time", "summary_line")
+__all__ = ("LagWindow", "Unseen", "describe", "event_time", "summary_line")
 
 # The windows the percentiles are kept over, in seconds.
 WINDOWS = {"minute": 60.0, "hour": 3600.0}
@@ -51,6 +52,52 @@ class LagWindow:
             lags = sorted(lag for when, lag in self._samples if when >= now - seconds)
             result[name] = {"count": len(lags)} | {f"p{p}": _percentile(lags, p) for p in PERCENTILES}
         return result
+
+
+class Unseen:
+    """The changes sent and not seen stored yet: each id's revision, and when Wikidata made its first
+    change sent (Unix times).
+
+    Bounded: at most ``MOST`` ids (the oldest forgotten first, as after a backlog's burst), each for
+    ``FORGET`` seconds (a change whose row never comes: its import failed, or the entity became a
+    redirect or was deleted); a forgotten change counts in no percentile.
+    """
+
+    MOST = 10_000
+    FORGET = 600.0
+
+    def __init__(self) -> None:
+        self._sent: dict[str, tuple[int, float, float]] = {}  # id: (revision, made, sent)
+
+    def add(self, revisions: Mapping[str, int], made: Mapping[str, float], now: float) -> None:
+        """Keep the ids of ``revisions`` that have a time in ``made``, sent at ``now``."""
+        for wikidata_id, revision in revisions.items():
+            if wikidata_id not in made:
+                continue
+            known = self._sent.pop(wikidata_id, None)  # re-added last: the dict stays in sending order
+            first = made[wikidata_id] if known is None else min(known[1], made[wikidata_id])
+            self._sent[wikidata_id] = (max(revision, known[0] if known else revision), first, now)
+        while len(self._sent) > self.MOST:
+            del self._sent[next(iter(self._sent))]
+
+    def ids(self) -> list[str]:
+        return list(self._sent)
+
+    def seen(self, rows: Iterable[tuple[str, int | None, float]], now: float) -> list[float]:
+        """Given rows (id, revision, stored at), return the lags of the changes they show, forgotten
+        since; forget the changes sent more than ``FORGET`` seconds ago."""
+        lags = []
+        for wikidata_id, revision, stored_at in rows:
+            sent = self._sent.get(wikidata_id)
+            if sent is not None and revision is not None and revision >= sent[0]:
+                lags.append(max(0.0, stored_at - sent[1]))
+                del self._sent[wikidata_id]
+        for wikidata_id in [id for id, (_, _, at) in self._sent.items() if at < now - self.FORGET]:
+            del self._sent[wikidata_id]
+        return lags
+
+    def __len__(self) -> int:
+        return len(self._sent)
 
 
 def _percentile(ordered: list[float], percent: int) -> float:

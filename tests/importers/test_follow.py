@@ -15,6 +15,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from importers.follow import Change, Event, Follower, Pending, parse_change, rea
 from importers.follow import follower as follower_module
 from importers.follow import recent_changes as recent_changes_module
 from importers.follow import stream as stream_module
-from importers.follow.status import LagWindow, event_time
+from importers.follow.status import LagWindow, Unseen, event_time
 from importers.management.commands.follow_wikidata import Command as FollowCommand
 from importers.models import FollowPosition, ImportOutcome, WikidataEntity, WikidataRedirect
 from importers.storage import Storage
@@ -189,6 +190,24 @@ def test_with_a_broker_the_batch_goes_to_a_worker(
         wait_until(lambda: revisions() == {"Q1": 2001, "Q2": 2002}, why=live.log_tail)
     assert "WikidataImporter.import_batch" in live.log_text()  # the worker ran it
     assert [wikidata.count("Q1"), wikidata.count("Q2")] == [1, 1]
+
+
+def test_with_a_broker_the_lag_runs_to_the_row_the_worker_stored_not_to_the_broker(
+    wikidata: StandInWikidata, stream: StandInEventStream, live: CeleryWorker
+) -> None:
+    stored(wikidata, 1, 2)
+    wikidata.latency = 1.5  # the worker's request: the rows come at least 1.5 s after the batch went
+    made = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    stream.edit("Q1", 2001, dt=made)
+    stream.edit("Q2", 2002, dt=made)
+    with following():
+        wait_until(lambda: revisions() == {"Q1": 2001, "Q2": 2002}, why=live.log_tail)
+        # Another wiki's event: a batch with nothing to send, which saves the status.
+        last = stream.edit("Q9", 9, wiki="enwiki")
+        wait_until(lambda: saved_offset() == last)
+    lag = FollowPosition.objects.get().status["lag"]["minute"]
+    assert lag["count"] == 2
+    assert lag["p50"] >= 1.5
 
 
 def test_a_connection_dropped_mid_event_loses_no_change(
@@ -687,6 +706,23 @@ def test_lag_percentiles_are_nearest_rank_over_the_last_minute_and_hour() -> Non
         "hour": {"count": 101, "p50": 50.0, "p95": 95.0, "p99": 99.0},
     }
     assert window.summary(now=8000.0)["hour"]["count"] == 0
+
+
+def test_a_change_s_lag_runs_to_a_row_at_its_revision_or_later_and_the_unseen_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    unseen = Unseen()
+    unseen.add({"Q1": 5, "Q2": 7}, {"Q1": 100.0, "Q2": 101.0}, now=102.0)
+    unseen.add({"Q1": 6}, {"Q1": 103.0}, now=104.0)  # sent again: the newer revision, the first time
+    assert unseen.seen([("Q1", 5, 105.0), ("Q2", 8, 106.0)], now=106.0) == [5.0]  # Q1 not at 6 yet
+    assert unseen.seen([("Q1", 6, 107.0)], now=107.0) == [7.0]
+    assert len(unseen) == 0
+    unseen.add({"Q3": 1}, {"Q3": 0.0}, now=0.0)
+    assert unseen.seen([], now=Unseen.FORGET + 1) == []  # its row never came: forgotten
+    assert len(unseen) == 0
+    monkeypatch.setattr(Unseen, "MOST", 2)
+    unseen.add({"Q1": 1, "Q2": 1, "Q3": 1}, {"Q1": 0.0, "Q2": 0.0, "Q3": 0.0}, now=0.0)
+    assert unseen.ids() == ["Q2", "Q3"]  # the oldest sent forgotten first
 
 
 @pytest.mark.parametrize(
