@@ -186,7 +186,7 @@ class Follower:
             try:
                 for data in recent_changes(start, end):
                     self.pending.add(REPAIRED, parse_change(data), time.monotonic(), event_time(data))
-                    if self.pending.held >= MAX_BATCH:
+                    if self.pending.held >= self.full(backlog=True):
                         self.flush()
                     if self.stop.is_set() or lost.is_set():
                         break
@@ -236,12 +236,20 @@ class Follower:
                 change, at = _read(item)
                 self.pending.add(item, change, time.monotonic(), at)
             self.queued = stream.items.qsize()
-            if self.pending.due(time.monotonic(), seconds):
+            if self.pending.due(time.monotonic(), seconds, self.full()):
                 self.flush()
             elif time.monotonic() >= self._next_confirm:
                 self.confirm()
             self.report()
         return events, Disconnected("stopped")
+
+    def full(self, backlog: bool = False) -> int:
+        """How many ids make the pending batch full: 50 (one request), or behind the stream (events
+        queued, or a repair) as many as the budget's requests in flight take at once, so that a
+        backlog is fetched that many requests at a time, also in process."""
+        if backlog or self.queued:
+            return MAX_BATCH * settings.WIKIDATA_MAX_IN_FLIGHT
+        return MAX_BATCH
 
     def flush(self) -> None:
         """Send the pending changes that need importing, and save the position, in one transaction.
