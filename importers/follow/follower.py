@@ -3,8 +3,8 @@
 A ``Follower`` keeps Wikidata's entity changes (``changes.parse_change``), gathers their ids (the
 highest revision of each, ``pending.Pending``) and sends a batch through
 ``WikidataImporter.import_bulk`` when it holds 50 ids or its oldest change is
-``WIKIDATA_FOLLOW_BATCH_SECONDS`` old. The stream position is saved in the same transaction as the
-batch is sent, so a restart resumes (``Last-Event-ID``) after the last change sent, and loses none.
+``WIKIDATA_FOLLOW_BATCH_SECONDS`` old. The stream position is saved once the batch is sent, so a
+restart resumes (``Last-Event-ID``) after the last change sent, and loses none.
 What the stream cannot give (a position older than the 7 days it keeps, or the stream down for
 longer than ``WIKIDATA_FOLLOW_REPAIR_AFTER``) is repaired from the API's recent changes.
 """
@@ -252,25 +252,28 @@ class Follower:
         return MAX_BATCH
 
     def flush(self) -> None:
-        """Send the pending changes that need importing, and save the position, in one transaction.
+        """Remove the deleted entities, send the changes that need importing, then save the position.
 
-        If sending fails, the position is not saved and the changes stay pending.
+        The position is saved only once its changes are sent: if sending fails, it is not, and
+        they are read again. Sending is outside any transaction, so that in process the batches
+        run on threads, as many requests at once as the budget allows; a crash before the position
+        is saved sends them again, which changes nothing (only a newer revision is written).
         """
         pending = self.pending
         if pending.since is None:
             return
         with transaction.atomic():
             self.remove(pending.deleted)
-            wanted = self.wanted(pending.changes, pending.merged_with)
-            if wanted:
-                revisions = {wikidata_id: pending.changes[wikidata_id] for wikidata_id in wanted}
-                self.sent += WikidataImporter().import_bulk(wanted, batch_size=MAX_BATCH, at_least=revisions)
-            self.unseen.add({id: pending.changes[id] for id in wanted}, pending.times, time.time())
-            self.confirm()
-            now = time.time()
-            FollowPosition.objects.update_or_create(
-                pk=POSITION_ROW, defaults={"last_event_id": pending.position, "status": self.status(now)}
-            )
+        wanted = self.wanted(pending.changes, pending.merged_with)
+        if wanted:
+            revisions = {wikidata_id: pending.changes[wikidata_id] for wikidata_id in wanted}
+            self.sent += WikidataImporter().import_bulk(wanted, batch_size=MAX_BATCH, at_least=revisions)
+            self.unseen.add(revisions, pending.times, time.time())
+        self.confirm()
+        now = time.time()
+        FollowPosition.objects.update_or_create(
+            pk=POSITION_ROW, defaults={"last_event_id": pending.position, "status": self.status(now)}
+        )
         self.pending = Pending(position=pending.position, position_time=pending.position_time)
 
     def confirm(self) -> None:
