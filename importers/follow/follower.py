@@ -248,7 +248,7 @@ class Follower:
         queued, or a repair) as many as the budget's requests in flight take at once, so that a
         backlog is fetched that many requests at a time, also in process."""
         if backlog or self.queued:
-            return MAX_BATCH * settings.WIKIDATA_MAX_IN_FLIGHT
+            return MAX_BATCH * int(settings.WIKIDATA_MAX_IN_FLIGHT)
         return MAX_BATCH
 
     def flush(self) -> None:
