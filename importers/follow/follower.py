@@ -3,8 +3,8 @@
 A ``Follower`` keeps Wikidata's entity changes (``changes.parse_change``), gathers their ids (the
 highest revision of each, ``pending.Pending``) and sends a batch through
 ``WikidataImporter.import_bulk`` when it holds 50 ids or its oldest change is
-``WIKIDATA_FOLLOW_BATCH_SECONDS`` old. The stream position is saved in the same transaction as the
-batch is sent, so a restart resumes (``Last-Event-ID``) after the last change sent, and loses none.
+``WIKIDATA_FOLLOW_BATCH_SECONDS`` old. The stream position is saved once the batch is sent, so a
+restart resumes (``Last-Event-ID``) after the last change sent, and loses none.
 What the stream cannot give (a position older than the 7 days it keeps, or the stream down for
 longer than ``WIKIDATA_FOLLOW_REPAIR_AFTER``) is repaired from the API's recent changes.
 """
@@ -186,7 +186,7 @@ class Follower:
             try:
                 for data in recent_changes(start, end):
                     self.pending.add(REPAIRED, parse_change(data), time.monotonic(), event_time(data))
-                    if self.pending.held >= MAX_BATCH:
+                    if self.pending.held >= self.full(backlog=True):
                         self.flush()
                     if self.stop.is_set() or lost.is_set():
                         break
@@ -236,33 +236,44 @@ class Follower:
                 change, at = _read(item)
                 self.pending.add(item, change, time.monotonic(), at)
             self.queued = stream.items.qsize()
-            if self.pending.due(time.monotonic(), seconds):
+            if self.pending.due(time.monotonic(), seconds, self.full()):
                 self.flush()
             elif time.monotonic() >= self._next_confirm:
                 self.confirm()
             self.report()
         return events, Disconnected("stopped")
 
-    def flush(self) -> None:
-        """Send the pending changes that need importing, and save the position, in one transaction.
+    def full(self, backlog: bool = False) -> int:
+        """How many ids make the pending batch full: 50 (one request), or behind the stream (events
+        queued, or a repair) as many as the budget's requests in flight take at once, so that a
+        backlog is fetched that many requests at a time, also in process."""
+        if backlog or self.queued:
+            return MAX_BATCH * int(settings.WIKIDATA_MAX_IN_FLIGHT)
+        return MAX_BATCH
 
-        If sending fails, the position is not saved and the changes stay pending.
+    def flush(self) -> None:
+        """Remove the deleted entities, send the changes that need importing, then save the position.
+
+        The position is saved only once its changes are sent: if sending fails, it is not, and
+        they are read again. Sending is outside any transaction, so that in process the batches
+        run on threads, as many requests at once as the budget allows; a crash before the position
+        is saved sends them again, which changes nothing (only a newer revision is written).
         """
         pending = self.pending
         if pending.since is None:
             return
         with transaction.atomic():
             self.remove(pending.deleted)
-            wanted = self.wanted(pending.changes, pending.merged_with)
-            if wanted:
-                revisions = {wikidata_id: pending.changes[wikidata_id] for wikidata_id in wanted}
-                self.sent += WikidataImporter().import_bulk(wanted, batch_size=MAX_BATCH, at_least=revisions)
-            self.unseen.add({id: pending.changes[id] for id in wanted}, pending.times, time.time())
-            self.confirm()
-            now = time.time()
-            FollowPosition.objects.update_or_create(
-                pk=POSITION_ROW, defaults={"last_event_id": pending.position, "status": self.status(now)}
-            )
+        wanted = self.wanted(pending.changes, pending.merged_with)
+        if wanted:
+            revisions = {wikidata_id: pending.changes[wikidata_id] for wikidata_id in wanted}
+            self.sent += WikidataImporter().import_bulk(wanted, batch_size=MAX_BATCH, at_least=revisions)
+            self.unseen.add(revisions, pending.times, time.time())
+        self.confirm()
+        now = time.time()
+        FollowPosition.objects.update_or_create(
+            pk=POSITION_ROW, defaults={"last_event_id": pending.position, "status": self.status(now)}
+        )
         self.pending = Pending(position=pending.position, position_time=pending.position_time)
 
     def confirm(self) -> None:

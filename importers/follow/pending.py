@@ -50,9 +50,9 @@ class Pending:
         if known is None or change.revision > known:
             self.changes[change.wikidata_id] = change.revision
 
-    def due(self, now: float, seconds: float) -> bool:
-        """Whether to send now: a full batch, or an unsaved event ``seconds`` old."""
-        return self.held >= MAX_BATCH or (self.since is not None and now - self.since >= seconds)
+    def due(self, now: float, seconds: float, full: int = MAX_BATCH) -> bool:
+        """Whether to send now: ``full`` ids held, or an unsaved event ``seconds`` old."""
+        return self.held >= full or (self.since is not None and now - self.since >= seconds)
 
     def wait(self, now: float, seconds: float) -> float:
         """How long to wait for the next event before it is time to send (1 s at most)."""

@@ -129,6 +129,20 @@ def test_with_all_every_changed_entity_is_imported(
     assert revisions() == {"Q1": 2001, "Q3": 2003}
 
 
+def test_a_backlog_is_fetched_as_many_requests_at_once_as_the_budget_allows_also_in_process(
+    wikidata: StandInWikidata, stream: StandInEventStream, settings: Any
+) -> None:
+    wikidata.latency = 0.3  # while a flush waits, the reader queues the rest of the backlog
+    for n in range(1, 601):
+        wikidata.add_entity(item(f"Q{n}", f"Item {n}", lastrevid=2000 + n))
+        last = stream.edit(f"Q{n}", 2000 + n, kind="new")
+    with following(follow_all=True):
+        wait_until(lambda: saved_offset() == last)
+    assert len(revisions()) == 600
+    assert wikidata.most_in_flight == settings.WIKIDATA_MAX_IN_FLIGHT == 3
+    assert all(len(request.entity_ids) <= 50 for request in wikidata.requests)
+
+
 def test_other_wikis_canaries_and_other_namespaces_are_ignored(
     wikidata: StandInWikidata, stream: StandInEventStream, settings: Any
 ) -> None:
