@@ -9,7 +9,7 @@ from typing import Any
 
 from ..entity_ids import InvalidEntityId, normalize
 
-__all__ = ("Change", "entity_id", "parse_change")
+__all__ = ("Change", "entity_id", "merged_with", "parse_change")
 
 WIKI = "wikidatawiki"
 # Wikidata's entity namespaces and the title prefix of each: items, Property:, Lexeme:.
@@ -21,7 +21,17 @@ REVISION_TYPES = ("edit", "new")
 # redirect's creation; the last id is the other side. As in real events of a merge:
 # "/* wbmergeitems-to:0||Q1216649 */ ..." (the source emptied), "/* wbmergeitems-from:0||Q26212910
 # */ ..." (the target filled), "/* wbcreateredirect:0||Q26212910|Q1216649 */" (the source redirected).
-MERGE_COMMENT = re.compile(r"/\* (?:wbmergeitems-(?:from|to)|wbcreateredirect):\d+\|[^|]*\|([^*]*?) \*/")
+# A lexeme merge (Special:MergeLexemes, API wblmergelexemes) writes "/* wblmergelexemes-to:0||L2 */"
+# on the source, "/* wblmergelexemes-from:0||L1 */" on the target (a user summary may follow), then
+# "/* wbcreateredirect:0||L1|L2 */" on the source: from the code, not a recorded event. See
+# WikibaseLexeme's src/Interactors/MergeLexemes/MergeLexemesInteractor.php (getSummary: new
+# Summary('wblmergelexemes', $direction, null, [the other id])), i18n/en.json
+# (wikibase-entity-summary-wblmergelexemes-to/-from), src/DataAccess/Store/MediaWikiLexemeRedirector.php
+# (Wikibase's repo/includes/Interactors/EntityRedirectCreationInteractor.php unchanged), and
+# Wikibase's repo/includes/SummaryFormatter.php (formatAutoComment: "name:count|language|args").
+MERGE_COMMENT = re.compile(
+    r"/\* (?:(?:wbmergeitems|wblmergelexemes)-(?:from|to)|wbcreateredirect):\d+\|[^|]*\|([^*]*?) \*/"
+)
 
 
 @dataclass(frozen=True)

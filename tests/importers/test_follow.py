@@ -31,11 +31,12 @@ from importers.follow import Change, Event, Follower, Pending, parse_change, rea
 from importers.follow import follower as follower_module
 from importers.follow import recent_changes as recent_changes_module
 from importers.follow import stream as stream_module
+from importers.follow.changes import merged_with
 from importers.follow.status import LagWindow, Unseen, event_time
 from importers.management.commands.follow_wikidata import Command as FollowCommand
 from importers.models import FollowPosition, ImportOutcome, WikidataEntity, WikidataRedirect
 from importers.storage import Storage
-from tests.importers.entities import item
+from tests.importers.entities import LEXEME, item, texts
 from tests.support.event_stream import TOPIC, StandInEventStream
 from tests.support.waiting import wait_until
 from tests.support.wikidata_server import StandInWikidata
@@ -532,6 +533,64 @@ def test_the_target_of_a_merge_is_refreshed_at_its_merge_revision(
         wait_until(lambda: saved_offset() == last)
     assert revisions() == {"Q1": 1001, "Q2": 3001}  # Q1's own events will make it a redirect
     assert [request.entity_ids for request in wikidata.requests] == [("Q2",)]
+
+
+def lexeme(entity_id: str, lemma: str, lastrevid: int) -> dict[str, Any]:
+    """A lexeme document, shaped like ``LEXEME`` (L7)."""
+    return {**LEXEME, "pageid": 1000 + int(entity_id[1:]), "title": f"Lexeme:{entity_id}", "id": entity_id,
+            "lastrevid": lastrevid, "lemmas": texts(en=lemma)}  # fmt: skip
+
+
+def test_a_merged_lexeme_becomes_a_redirect_to_its_refreshed_target(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    Storage().store_batch(Batch({"L1": lexeme("L1", "colour", 1001)}, [], [], 1))
+    wikidata.add_entity(lexeme("L2", "color", 3001))  # L2, the target, is not stored
+    wikidata.add_redirect("L1", "L2")
+    last = stream.merge("L1", "L2", 3000)
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"L2": 3001}
+    assert dict(WikidataRedirect.objects.values_list("pk", "target_id")) == {"L1": "L2"}
+    assert [wikidata.count("L1"), wikidata.count("L2")] == [1, 1]
+    assert ImportOutcome.objects.get(pk="L1").status == "redirected"
+
+
+def test_the_target_of_a_lexeme_merge_is_refreshed_at_its_merge_revision(
+    wikidata: StandInWikidata, stream: StandInEventStream
+) -> None:
+    Storage().store_batch(Batch({"L1": lexeme("L1", "colour", 1001)}, [], [], 1))
+    wikidata.add_entity(lexeme("L2", "color", 3001))
+    wikidata.add_redirect("L1", "L2")
+    last = stream.edit("L2", 3001, comment="/* wblmergelexemes-from:0||L1 */")
+    with following():
+        wait_until(lambda: saved_offset() == last)
+    assert revisions() == {"L1": 1001, "L2": 3001}  # L1's own events will make it a redirect
+    assert [request.entity_ids for request in wikidata.requests] == [("L2",)]
+
+
+@pytest.mark.parametrize(
+    ("title", "comment", "partner"),
+    [
+        # As WikibaseLexeme's MergeLexemesInteractor and Wikibase's SummaryFormatter build them
+        # (see MERGE_COMMENT): the source, the target, a user summary (the API's "summary"), the
+        # source's redirect.
+        ("Lexeme:L1", "/* wblmergelexemes-to:0||L2 */", "L2"),
+        ("Lexeme:L2", "/* wblmergelexemes-from:0||L1 */", "L1"),
+        ("Lexeme:L1", "/* wblmergelexemes-to:0||L2 */ duplicate lexeme", "L2"),
+        ("Lexeme:L1", "/* wbcreateredirect:0||L1|L2 */", "L2"),
+        ("Lexeme:L1", "/* wblmergelexemes-to:0||L1 */", None),  # itself: no other side
+        ("Lexeme:L1", "/* wblmergelexemes:0||L2 */", None),  # no direction: not a merge
+        ("Lexeme:L1", "", None),
+    ],
+)
+def test_a_lexeme_merge_or_redirect_edit_names_the_other_side(
+    title: str, comment: str, partner: str | None
+) -> None:
+    event = {"meta": {"domain": "www.wikidata.org"}, "wiki": "wikidatawiki", "type": "edit", "namespace": 146,
+             "title": title, "comment": comment, "revision": {"old": 1, "new": 2}}  # fmt: skip
+    assert parse_change(event) == Change(title.removeprefix("Lexeme:"), 2, merged_with=partner)
+    assert merged_with(title.removeprefix("Lexeme:"), comment) == partner
 
 
 @pytest.mark.parametrize(

@@ -143,17 +143,22 @@ class StandInEventStream:
         )
 
     def merge(self, source: str, target: str, revision: int) -> int:
-        """Append the three edits of merging item ``source`` into ``target``; return the last offset.
+        """Append the three edits of merging item (or lexeme) ``source`` into ``target``; return the
+        last offset.
 
         As Wikidata writes them (a real merge, recentchange offsets 2146136449 to 2146136453):
         the source emptied (``wbmergeitems-to``), the target given its content
         (``wbmergeitems-from``), then the source made a redirect (``wbcreateredirect``), at
-        ``revision``, ``revision + 1`` and ``revision + 2``.
+        ``revision``, ``revision + 1`` and ``revision + 2``. Lexemes (``L…``) as WikibaseLexeme's
+        Special:MergeLexemes writes them, with no user summary: ``wblmergelexemes-to`` and
+        ``-from`` (src/Interactors/MergeLexemes/MergeLexemesInteractor.php), then the same
+        ``wbcreateredirect`` (src/DataAccess/Store/MediaWikiLexemeRedirector.php).
         """
-        self.edit(source, revision, comment=f"/* wbmergeitems-to:0||{target} */ merge.js duplicate entry")
-        self.edit(
-            target, revision + 1, comment=f"/* wbmergeitems-from:0||{source} */ merge.js duplicate entry"
+        name, summary = (
+            ("wblmergelexemes", "") if source[0] == "L" else ("wbmergeitems", " merge.js duplicate entry")
         )
+        self.edit(source, revision, comment=f"/* {name}-to:0||{target} */{summary}")
+        self.edit(target, revision + 1, comment=f"/* {name}-from:0||{source} */{summary}")
         return self.edit(source, revision + 2, comment=f"/* wbcreateredirect:0||{source}|{target} */")
 
     def canary(self, entity_id: str, revision: int) -> int:
