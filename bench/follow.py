@@ -16,8 +16,8 @@ The issue's goals (task 20), each measured as it states it:
 
 The lag is measured from outside the follower: when the benchmark made the edit (the stand-in's
 document changed, then its event added) to when a poll of the database (every 0.1 s) first sees the
-row at that revision or a later one. The follower's own figures (from ``meta.dt``, to the commit in
-process or to the broker with a worker) are shown beside.
+row at that revision or a later one. The follower's own figures (from ``meta.dt`` to the row's
+``fetched_at``) are shown beside.
 """
 
 from __future__ import annotations
@@ -554,7 +554,7 @@ def run(quick: bool) -> Result:
             "Lag: from the edit made (the stand-in's document changed, then the event added) to the row "
             f"seen at that revision or later by a poll of the database every {POLL} s. Its own: the "
             "follower's status (`follow_wikidata --status`) over its last minute, from `meta.dt` (whole "
-            "seconds) to the commit in process, or to the broker with a worker.",
+            "seconds, so up to 1 s more) to the row's `fetched_at`, stored in process or by the worker.",
             "Requests: `wbgetentities` requests to the stand-in; the goal ⌈change events / 50⌉ x 1.2. "
             "Follower CPU: its process's user + system time over the feed and the catching up after it.",
         ]
