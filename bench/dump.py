@@ -14,18 +14,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import psycopg
-import redis
 
 from tests.support.nginx import nginx_serving
 
 from . import make_dump
-from .harness import POSTGRES_SERVER, PYTHON, ROOT, Measured, run_measured
+from .harness import POSTGRES_SERVER, PYTHON, ROOT, Measured, flush_redis, migrated_database, run_measured
 from .report import Goal, Result, Table, fmt
 
 NAME = "dump"
@@ -70,18 +69,9 @@ def procfile_worker() -> str:
     raise RuntimeError("the Procfile has no worker line")
 
 
-@contextmanager
-def database() -> Iterator[None]:
+def database() -> AbstractContextManager[None]:
     """A new, migrated PostgreSQL database of this benchmark; dropped afterwards."""
-    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DATABASE}")
-    try:
-        subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=environment(), check=True)
-        yield
-    finally:
-        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    return migrated_database(DATABASE, environment())
 
 
 @dataclass
@@ -301,11 +291,7 @@ def bare_pipeline(path: Path) -> float:
 
 
 def flush_broker() -> None:
-    client = redis.Redis.from_url(BROKER_URL)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    flush_redis(BROKER_URL)
 
 
 def run(quick: bool) -> Result:

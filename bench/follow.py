@@ -38,14 +38,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import redis
 
 from tests.support.event_stream import StandInEventStream, recentchange
 from tests.support.wikidata_server import StandInWikidata
 
 from . import make_dump
 from .dump import TICKS, procfile_worker_running
-from .harness import POSTGRES_SERVER, PYTHON, ROOT
+from .harness import POSTGRES_SERVER, PYTHON, ROOT, flush_redis, migrated_database
 from .report import Goal, Result, Table, fmt
 
 NAME = "follow"
@@ -95,26 +94,13 @@ def environment(api: StandInWikidata, stream: StandInEventStream | None, broker:
 def database() -> Iterator[None]:
     """A new, migrated PostgreSQL database of this benchmark, and its Redis database emptied; both
     removed afterwards."""
-    flush_redis()
-    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DATABASE}")
+    flush_redis(BROKER_URL)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", "DATABASE_URL": DATABASE_URL}
     try:
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", "DATABASE_URL": DATABASE_URL}
-        subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-        yield
+        with migrated_database(DATABASE, env):
+            yield
     finally:
-        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        flush_redis()
-
-
-def flush_redis() -> None:
-    client = redis.Redis.from_url(BROKER_URL)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+        flush_redis(BROKER_URL)
 
 
 def clear_database() -> None:

@@ -205,6 +205,30 @@ def bench_database() -> Iterator[None]:
         _drop_database()
 
 
+@contextmanager
+def migrated_database(name: str, env: dict[str, str]) -> Iterator[None]:
+    """A new PostgreSQL database ``name`` (on ``POSTGRES_SERVER``), migrated by ``manage.py migrate``
+    run with ``env``; dropped afterwards, and first, if an interrupted run left it."""
+    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+        yield
+    finally:
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def flush_redis(url: str) -> None:
+    """Empty the Redis database at ``url`` (a benchmark's own)."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
 def broker() -> redis.Redis:
     return redis.Redis.from_url(BROKER_URL)
 

@@ -92,8 +92,8 @@ class Unseen:
             if sent is not None and revision is not None and revision >= sent[0]:
                 lags.append(max(0.0, stored_at - sent[1]))
                 del self._sent[wikidata_id]
-        for wikidata_id in [id for id, (_, _, at) in self._sent.items() if at < now - self.FORGET]:
-            del self._sent[wikidata_id]
+        while self._sent and next(iter(self._sent.values()))[2] < now - self.FORGET:  # in sending order
+            del self._sent[next(iter(self._sent))]
         return lags
 
     def __len__(self) -> int:
